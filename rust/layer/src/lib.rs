@@ -1,0 +1,1 @@
+//! Layer tar unpack/pack.

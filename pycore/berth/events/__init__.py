@@ -1,0 +1,64 @@
+"""The daemon's event bus: what `berth events` / `GET /events` report.
+
+Components publish from any thread; API handlers subscribe from the event loop.
+A bounded history lets `--since` replay recent events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import time
+from typing import Any
+
+
+class EventBus:
+    def __init__(self, history: int = 1024):
+        self._lock = threading.Lock()
+        self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=history)
+        self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = set()
+
+    def publish(self, type_: str, action: str, actor_id: str,
+                attributes: dict[str, str] | None = None) -> dict[str, Any]:
+        """Record an event in Docker's /events shape and wake subscribers."""
+        now = time.time_ns()
+        event: dict[str, Any] = {
+            "Type": type_,
+            "Action": action,
+            "Actor": {"ID": actor_id, "Attributes": dict(attributes or {})},
+            "scope": "local",
+            "time": now // 1_000_000_000,
+            "timeNano": now,
+        }
+        # Pre-1.22 fields that the docker CLI still reads for containers and images.
+        if type_ in ("container", "image"):
+            event["status"] = action
+            event["id"] = actor_id
+            if "image" in event["Actor"]["Attributes"]:
+                event["from"] = event["Actor"]["Attributes"]["image"]
+        with self._lock:
+            self._history.append(event)
+            subscribers = list(self._subscribers)
+        for loop, queue in subscribers:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+            except RuntimeError:  # the subscriber's loop is closed
+                pass
+        return event
+
+    def history(self, since_ns: int = 0, until_ns: int | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [e for e in self._history
+                    if e["timeNano"] >= since_ns and (until_ns is None or e["timeNano"] <= until_ns)]
+
+    def subscribe(self) -> asyncio.Queue:
+        """A queue receiving every event published from now on (call from the loop)."""
+        queue: asyncio.Queue = asyncio.Queue()
+        with self._lock:
+            self._subscribers.add((asyncio.get_running_loop(), queue))
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        with self._lock:
+            self._subscribers = {s for s in self._subscribers if s[1] is not queue}

@@ -1,0 +1,1 @@
+"""berth_cli: the berth command-line client (stdlib only, fast start-up)."""

@@ -37,6 +37,8 @@ venv: $(VPY)
 
 build: deps venv
 	cd $(CURDIR) && VIRTUAL_ENV=$(VENV) $(VENV)/bin/maturin develop --release -q
+	cargo build --release -q -p berth-monitor
+	install -m 0755 target/release/berth-monitor $(VENV)/bin/berth-monitor
 	$(VPY) -m pip install -q --no-build-isolation -e cli
 
 $(ROOTFS): examples/busybox/make-rootfs.sh

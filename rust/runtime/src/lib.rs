@@ -1,0 +1,1 @@
+//! Container process creation: namespaces, rootfs, capabilities, exec.

@@ -59,6 +59,26 @@ class EventBus:
             self._subscribers.add((asyncio.get_running_loop(), queue))
         return queue
 
+    def close(self) -> None:
+        """Daemon shutdown: every subscriber receives ``None`` (end of stream)."""
+        with self._lock:
+            subscribers = list(self._subscribers)
+            self._subscribers.clear()
+        for loop, queue in subscribers:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+            except RuntimeError:
+                pass
+
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return len(self._subscribers)
+
     def unsubscribe(self, queue: asyncio.Queue) -> None:
         with self._lock:
             self._subscribers = {s for s in self._subscribers if s[1] is not queue}
+
+
+from berth.events.filters import EventFilter  # noqa: E402  (re-exported)
+
+__all__ = ["EventBus", "EventFilter"]

@@ -1,0 +1,68 @@
+"""Docker's streamed JSON answers (import, load, events): one JSON object per
+line, errors as ``{"errorDetail": {"message": ...}, "error": ...}``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from berth.api.responses import JSON
+
+
+class JSONStream:
+    def __init__(self, request: web.Request):
+        self.request = request
+        self.response = web.StreamResponse(status=200)
+        self.response.headers["Content-Type"] = JSON
+
+    @property
+    def started(self) -> bool:
+        return self.response.prepared
+
+    async def start(self) -> None:
+        if not self.response.prepared:
+            await self.response.prepare(self.request)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.start()
+        await self.response.write(json.dumps(message).encode() + b"\r\n")
+
+    async def error(self, message: str) -> None:
+        await self.send({"errorDetail": {"message": message}, "error": message})
+
+    async def finish(self) -> web.StreamResponse:
+        await self.start()
+        await self.response.write_eof()
+        return self.response
+
+    def client_gone(self) -> bool:
+        transport = self.request.transport
+        return transport is None or transport.is_closing()
+
+
+def _human_size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1000
+    return f"{n}B"
+
+
+def progress_message(status: str, current: int, total: int | None, id_: str = "") -> dict[str, Any]:
+    """A progress line the docker CLI draws as a bar (``progressDetail`` plus
+    a pre-rendered ``progress`` string for clients that just print it)."""
+    if total:
+        width = 50
+        filled = min(width, int(width * current / total))
+        bar = "=" * filled + (">" if filled < width else "") + " " * max(0, width - filled - 1)
+        text = f"[{bar}] {_human_size(current)}/{_human_size(total)}"
+    else:
+        text = _human_size(current)
+    message: dict[str, Any] = {"status": status,
+                               "progressDetail": {"current": current, **({"total": total} if total else {})},
+                               "progress": text}
+    if id_:
+        message["id"] = id_
+    return message

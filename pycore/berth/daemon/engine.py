@@ -1,0 +1,86 @@
+"""The daemon's services, created once at start and closed at shutdown.
+
+API handlers reach every component through an :class:`Engine`: the event bus
+and the image store now; the container runtime, networks and volumes plug in
+here as they land, so handlers never construct services themselves.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import tempfile
+import time
+import uuid
+
+from berth.config import Config
+from berth.events import EventBus
+
+log = logging.getLogger("berth.daemon")
+
+UPLOAD_PREFIX = "api-upload-"
+
+
+class Engine:
+    def __init__(self, config: Config, debug: bool = False):
+        self.config = config
+        self.debug = debug
+        self.events = EventBus()
+        self.images = None  # berth.images.ImageService, set by start()
+        self.id = ""
+        self.started_at = time.time()
+
+    def start(self) -> None:
+        os.makedirs(self.tmp_dir, mode=0o700, exist_ok=True)
+        self._remove_stale_uploads()
+        self.id = self._load_engine_id()
+        # Imported here so that `berthd --help` and argument errors stay fast.
+        from berth.images import ImageService
+        self.images = ImageService(self.config, self.events)
+
+    def close(self) -> None:
+        if self.images is not None:
+            self.images.close()
+            self.images = None
+
+    @property
+    def tmp_dir(self) -> str:
+        return self.config.path("tmp")
+
+    def upload_file(self) -> tuple[int, str]:
+        """A private temp file in the data root for a request body (same
+        filesystem as the store, so the services can rename from it)."""
+        return tempfile.mkstemp(prefix=UPLOAD_PREFIX, dir=self.tmp_dir)
+
+    def _remove_stale_uploads(self) -> None:
+        # Bodies spooled by a daemon that crashed mid-request.
+        for path in glob.glob(os.path.join(self.tmp_dir, UPLOAD_PREFIX + "*")):
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                log.warning("cannot remove stale upload %s: %s", path, exc)
+
+    def _load_engine_id(self) -> str:
+        """A stable identity for this data root (Docker's Info.ID)."""
+        path = self.config.path("engine-id")
+        try:
+            with open(path) as f:
+                value = f.read().strip()
+            if value:
+                return value
+        except FileNotFoundError:
+            pass
+        value = str(uuid.uuid4()).upper()
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(value + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+        return value
+
+    def container_counts(self) -> dict[str, int]:
+        """Containers by state for /info. No runtime yet: every count is 0."""
+        return {"Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0,
+                "ContainersStopped": 0}

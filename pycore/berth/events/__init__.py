@@ -18,18 +18,16 @@ class EventBus:
         self._lock = threading.Lock()
         self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=history)
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = set()
+        self._last_ns = 0
 
     def publish(self, type_: str, action: str, actor_id: str,
                 attributes: dict[str, str] | None = None) -> dict[str, Any]:
         """Record an event in Docker's /events shape and wake subscribers."""
-        now = time.time_ns()
         event: dict[str, Any] = {
             "Type": type_,
             "Action": action,
             "Actor": {"ID": actor_id, "Attributes": dict(attributes or {})},
             "scope": "local",
-            "time": now // 1_000_000_000,
-            "timeNano": now,
         }
         # Pre-1.22 fields that the docker CLI still reads for containers and images.
         if type_ in ("container", "image"):
@@ -38,13 +36,18 @@ class EventBus:
             if "image" in event["Actor"]["Attributes"]:
                 event["from"] = event["Actor"]["Attributes"]["image"]
         with self._lock:
+            # Strictly increasing times under the lock: history order, delivery
+            # order and since/until windows all agree, even across threads.
+            now = max(time.time_ns(), self._last_ns + 1)
+            self._last_ns = now
+            event["time"] = now // 1_000_000_000
+            event["timeNano"] = now
             self._history.append(event)
-            subscribers = list(self._subscribers)
-        for loop, queue in subscribers:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, event)
-            except RuntimeError:  # the subscriber's loop is closed
-                pass
+            for loop, queue in self._subscribers:
+                try:
+                    loop.call_soon_threadsafe(queue.put_nowait, event)
+                except RuntimeError:  # the subscriber's loop is closed
+                    pass
         return event
 
     def history(self, since_ns: int = 0, until_ns: int | None = None) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 Every function releases the GIL while it does I/O or hashing.
 """
 
+import os
 from typing import Optional, Sequence, TypedDict, Union
 
 Buffer = Union[bytes, bytearray, memoryview]
@@ -12,15 +13,19 @@ class LayerError(Exception):
     digest mismatch. The message names the entry or the cause."""
 
 class Sha256:
-    """Streaming sha256 (SHA-NI when available)."""
+    """Streaming sha256 (SHA-NI when available), hashlib-compatible: accepts
+    any C-contiguous buffer; digest()/hexdigest() do not end the stream."""
+    name: str               # "sha256"
+    digest_size: int        # 32
+    block_size: int         # 64
     def __init__(self, data: Optional[Buffer] = None) -> None: ...
     def update(self, data: Buffer) -> None: ...
     def hexdigest(self) -> str: ...
     def digest(self) -> bytes: ...
     def copy(self) -> "Sha256": ...
 
-def sha256_file(path: str) -> str:
-    """Hex sha256 of a file's content."""
+def sha256_file(path: Union[str, "os.PathLike[str]"]) -> str:
+    """Hex sha256 of a file's content. Raises OSError (FileNotFoundError...)."""
 
 def xxh3_64(data: Buffer, seed: int = 0) -> int: ...
 def xxh3_128_hex(data: Buffer) -> str: ...
@@ -41,16 +46,22 @@ def unpack_layer(
     expected_diff_id: Optional[str] = None,
 ) -> UnpackResult:
     """Unpack a layer tar (gzip, zstd or plain, detected by magic) from a file
-    path or a readable fd into directory `target` (created if missing), turning
-    OCI whiteouts into overlayfs form (``.wh.NAME`` -> 0:0 char device NAME,
-    ``.wh..wh..opq`` -> ``trusted.overlay.opaque=y`` on the directory).
+    path or a readable fd (a file or a pipe; the fd stays open and the caller's)
+    into directory `target` (created if missing), turning OCI whiteouts into
+    overlayfs form (``.wh.NAME`` -> 0:0 char device NAME, ``.wh..wh..opq`` ->
+    ``trusted.overlay.opaque=y`` on the directory). A later entry replaces an
+    earlier one of the same name; a directory over a directory merges.
 
     Every entry is resolved inside `target` (openat2 RESOLVE_IN_ROOT): absolute
-    names, ``..`` and symlinks are confined to the root, as Docker does; a hard
-    link whose target is outside the layer root is refused. If
-    `expected_digest` / `expected_diff_id` are given and do not match, raises
+    names, ``..`` and symlinks are confined to the root, as Docker does; a
+    parent path whose symlink dangles or loops once resolved inside the root is
+    refused; a hard link whose target is not inside the root is refused.
+    ``trusted.overlay.*`` xattrs carried by the tar itself are dropped.
+    If `expected_digest` / `expected_diff_id` are given and do not match, raises
     LayerError after reading the whole stream (the caller removes `target`).
-    Raises LayerError on a corrupt stream or hostile entry, naming it."""
+    Raises LayerError on a corrupt or truncated stream or a hostile entry,
+    naming it (``tar entry "a/b": ...``); ValueError for a malformed expected
+    digest (before anything is written); TypeError/OSError for a bad source."""
 
 def unpack_layers(
     jobs: Sequence[tuple[Union[str, int], str]],
@@ -58,7 +69,7 @@ def unpack_layers(
     threads: int = 0,
 ) -> list[Union[UnpackResult, LayerError]]:
     """Unpack independent layers in parallel (threads=0: one per CPU). Each
-    result is an UnpackResult or the LayerError of that job."""
+    result, in job order, is an UnpackResult or the LayerError of that job."""
 
 class PackResult(TypedDict):
     diff_id: str            # "sha256:<hex>" of the uncompressed tar

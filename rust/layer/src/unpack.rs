@@ -324,7 +324,14 @@ impl Applier {
         };
         let name: &[u8] = name;
 
-        let parent = self.root.dir(parent_comps).map_err(ctx("opening parent directory"))?;
+        let parent = self.root.dir(parent_comps).map_err(|e| {
+            // Typically a symlink in the path that, resolved inside the root,
+            // dangles or loops (e.g. "etc" -> "/etc"): refused, never followed out.
+            format!(
+                "parent directory {:?} does not resolve to a directory inside the layer: {e}",
+                String::from_utf8_lossy(&join(parent_comps))
+            )
+        })?;
         let parent = parent.as_fd();
 
         if name == WHITEOUT_OPAQUE {

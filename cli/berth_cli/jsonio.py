@@ -1,0 +1,66 @@
+"""JSON for the hot path without importing ``json``.
+
+``import json`` pulls in ``re`` and ``enum`` (json.decoder/encoder compile
+regexes at import), which under load costs more than the rest of the CLI's
+start-up together. The decoder ``json`` itself uses is the C scanner in
+``_json``; we drive it directly, and fall back to ``json`` where ``_json`` is
+missing (other interpreters). Pretty printing and templates still use ``json``.
+"""
+
+from __future__ import annotations
+
+try:
+    from _json import encode_basestring_ascii as _quote
+    from _json import make_scanner as _make_scanner
+except ImportError:  # pragma: no cover - CPython always has _json
+    _make_scanner = None
+    _quote = None
+
+_WHITESPACE = " \t\n\r"
+
+
+class _Context:
+    """The attributes json.JSONDecoder hands its scanner."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"),
+                      "NaN": float("nan")}.__getitem__
+    memo: dict = {}
+
+
+_scan = _make_scanner(_Context()) if _make_scanner is not None else None
+
+
+def raw_decode(text: str, idx: int = 0):
+    """(value, end) of the JSON value at text[idx:] (after whitespace); ValueError if invalid."""
+    n = len(text)
+    while idx < n and text[idx] in _WHITESPACE:
+        idx += 1
+    if _scan is None:
+        import json
+        return json.JSONDecoder().raw_decode(text, idx)
+    try:
+        return _scan(text, idx)
+    except StopIteration as e:
+        raise ValueError(f"Expecting value: char {e.value}") from None
+
+
+def loads(data):
+    text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+    value, end = raw_decode(text)
+    rest = text[end:]
+    if rest.strip(_WHITESPACE):
+        raise ValueError(f"Extra data: char {end}")
+    return value
+
+
+def quote(text: str) -> str:
+    """A JSON string literal."""
+    if _quote is None:
+        import json
+        return json.dumps(text)
+    return _quote(text)

@@ -22,6 +22,7 @@ import contextlib
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
@@ -923,8 +924,9 @@ class ImageService:
 
     def gc(self, ingest_max_age: float = 3600) -> int:
         """Mark and sweep: remove blobs and snapshots no image (nor root,
-        nor lease) references, crash leftovers under snapshots/ and tmp/,
-        and stale ingests. Returns the bytes reclaimed."""
+        nor lease) references, crash leftovers under snapshots/, and files
+        in tmp/ and ingests untouched for ``ingest_max_age`` seconds.
+        Returns the bytes reclaimed."""
         roots = self._roots()
         blobs = [b.digest for b in self.content.walk()]
         chains = self._top_first(s.chain_id for s in self.snapshots.list())
@@ -937,9 +939,15 @@ class ImageService:
         for path in stray:
             freed += _tree_size(path)
             self.snapshots.remove_stray(path)
+        # tmp/ is shared (the API spools request bodies there): only what has
+        # not been touched for the expiry is a leftover.
+        cutoff = time.time() - ingest_max_age
         with os.scandir(self.tmp_dir) as it:
             for entry in it:
-                if entry.name.startswith("active-"):
+                try:
+                    if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                        continue
+                except FileNotFoundError:
                     continue
                 freed += _tree_size(entry.path)
                 if entry.is_dir(follow_symlinks=False):

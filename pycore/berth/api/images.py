@@ -111,19 +111,20 @@ def _unlink(path: str) -> None:
 
 
 def _reference(repo: str, tag: str) -> str | None:
-    """``repo`` and ``tag`` query values -> one reference (``tag`` wins over a tag in repo)."""
+    """``repo`` and ``tag`` query values -> one reference, checked before any
+    body is read (``tag`` replaces a tag given in ``repo``, as in Docker)."""
+    from berth.images.reference import parse_normalized, parse_tag
+
     if not repo:
         if tag:
             raise InvalidArgument(f"tag {tag!r} given without a repository (repo=)")
         return None
-    if not tag:
-        return repo
-    if "@" in repo:
-        raise InvalidArgument(f"cannot tag {repo!r} with {tag!r}: the reference has a digest")
-    name = repo
-    if name.rfind(":") > name.rfind("/"):
-        name = name[:name.rfind(":")]
-    return f"{name}:{tag}"
+    ref = parse_normalized(repo)
+    if tag:
+        if ref.digest is not None:
+            raise InvalidArgument(f"cannot tag {repo!r} with {tag!r}: the reference has a digest")
+        ref = ref.trim().with_tag(parse_tag(tag))
+    return str(ref)
 
 
 async def create_image(request: web.Request) -> web.StreamResponse:
@@ -137,19 +138,25 @@ async def create_image(request: web.Request) -> web.StreamResponse:
     if not source:
         raise InvalidArgument("missing query parameter: fromSrc (import) or fromImage (pull)")
     reference = _reference(query.get("repo", ""), query.get("tag", ""))
-    changes = query.getall("changes", [])
-    message = query.get("message", "")
+    options = {"changes": query.getall("changes", []), "message": query.get("message", ""),
+               "platform": query.get("platform") or None}
     if source == "-":
-        return await _import_body(request, reference, changes, message)
-    return await _import_url(request, source, reference, changes, message)
+        return await _import_body(request, reference, options)
+    return await _import_url(request, source, reference, options)
 
 
-async def _import_body(request, reference, changes, message) -> web.StreamResponse:
+def _import(request: web.Request, path: str, reference: str | None, source_name: str,
+            options: dict[str, Any]) -> str:
+    return _service(request).import_image(path, reference, options["changes"], options["message"],
+                                          platform=options["platform"], source_name=source_name)
+
+
+async def _import_body(request, reference, options) -> web.StreamResponse:
     # Nothing is sent before the import is done, so any failure is an ordinary
     # HTTP error (status code + message) that every client reports cleanly.
     path = await _spool(request, request.content.iter_chunked(CHUNK))
     try:
-        image_id = await _call(_service(request).import_image, path, reference, changes, message)
+        image_id = await _call(_import, request, path, reference, "-", options)
     finally:
         _unlink(path)
     stream = JSONStream(request)
@@ -157,7 +164,7 @@ async def _import_body(request, reference, changes, message) -> web.StreamRespon
     return await stream.finish()
 
 
-async def _import_url(request, url, reference, changes, message) -> web.StreamResponse:
+async def _import_url(request, url, reference, options) -> web.StreamResponse:
     if not url.startswith(("http://", "https://")):
         raise InvalidArgument(f"invalid fromSrc {url!r}: expected '-' (request body) "
                               "or an http:// or https:// URL")
@@ -194,7 +201,7 @@ async def _import_url(request, url, reference, changes, message) -> web.StreamRe
         await stream.error(exc.message)
         return await stream.finish()
     try:
-        image_id = await _call(_service(request).import_image, path, reference, changes, message)
+        image_id = await _call(_import, request, path, reference, url, options)
         await stream.send({"status": image_id})
     except BerthError as exc:
         await stream.error(exc.message)

@@ -424,6 +424,11 @@ def load_archive(svc: "ImageService", source: str | BinaryIO, platform: dict[str
                 raise _invalid("no manifest.json or index.json found: "
                                "not a docker save archive or an OCI image layout")
             results = svc.install(staged, lease)
+    except InvalidArgument as e:
+        # Config, manifest and layer checks name their object; say where it came from.
+        if e.message.startswith("invalid image archive: "):
+            raise
+        raise _invalid(e.message) from e
     finally:
         spool.close()
     messages = []

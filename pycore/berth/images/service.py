@@ -270,7 +270,7 @@ class ImageService:
         if isinstance(ref, str):
             if self._image_row(ref) is not None:
                 return ref
-            raise NotFound(f"No such image: {name}")
+            raise NotFound(f"No such image: {ref}")
         found = self._lookup_reference(ref)
         if found is not None:
             return found
@@ -824,7 +824,7 @@ class ImageService:
             compression = copy_layer_source(source, writer)
             digest = writer.digest()
             lease.add_blob(digest)
-            snap = self.snapshots.prepare(writer.path, name=f"import of {source_name}",
+            snap = self.snapshots.prepare(writer.path, name=f"cannot import {source_name}",
                                           on_commit=lease.add_snapshot)
             created = format_rfc3339nano(now_ns())
             comment = message or f"Imported from {source_name}"
@@ -846,7 +846,7 @@ class ImageService:
                 parse_config(config_bytes),
                 [StagedLayer(StagedBlob(digest, writer.offset,
                                         mt.OCI_LAYER_BY_COMPRESSION[compression], writer=writer),
-                             snap.diff_id, f"import of {source_name}")],
+                             snap.diff_id, f"cannot import {source_name}")],
                 tags=[ref] if ref else [])
             result = self.install([staged], lease)[0]
         if ref is not None:

@@ -163,3 +163,27 @@ def test_prune_rejects_bad_dangling(api):
     reply = api.post(f"/images/prune?filters={q(json.dumps({'dangling': ['maybe']}))}")
     assert reply.status == 400
     assert "dangling" in reply.json()["message"]
+
+
+def test_save_survives_a_client_that_hangs_up(api, workdir):
+    # Big enough that the archive cannot sit whole in the socket and pipe buffers.
+    payload = workdir / "payload.tar"
+    with tarfile.open(payload, "w") as tar:
+        blob = os.urandom(24 << 20)
+        info = tarfile.TarInfo("data.bin")
+        info.size = len(blob)
+        tar.addfile(info, io.BytesIO(blob))
+    reply = api.post("/images/create?fromSrc=-&repo=big", body=payload.read_bytes())
+    assert reply.status == 200, reply.body
+
+    conn, resp = api.open_stream("/images/big/get")
+    assert resp.status == 200
+    assert len(resp.read(64 << 10)) == 64 << 10
+    conn.close()  # mid-archive
+
+    # The daemon is unharmed and the next save is complete.
+    whole = api.get("/images/get?names=big").body
+    with tarfile.open(fileobj=io.BytesIO(whole)) as tar:
+        sizes = [m.size for m in tar.getmembers()]
+    assert max(sizes) > 24 << 20
+    assert api.get("/_ping").status == 200

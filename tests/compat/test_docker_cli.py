@@ -138,3 +138,25 @@ def test_events_report_tagging(docker, busybox):
     lines = out.stdout.splitlines()
     assert "image tag evt:1" in lines
     assert f"image untag {busybox}" in lines  # Docker names the image by ID here
+
+
+def test_history_df_and_prune(docker, busybox):
+    history = docker("history", "--no-trunc", "--format", "{{.ID}} {{.Comment}}", "busybox").stdout
+    assert history.splitlines()[0].startswith(busybox)
+    df = docker("system", "df", "--format", "{{.Type}} {{.TotalCount}}").stdout.splitlines()
+    assert "Images 1" in df
+    docker("tag", "busybox", "keep:1")
+    assert docker("images", "--filter", "reference=keep", "--format", "{{.Repository}}").stdout.split() == ["keep"]
+    assert docker("images", "--filter", "dangling=true", "-q").stdout.strip() == ""
+    # Tagged images survive a plain prune; -a removes every unused image.
+    out = docker("image", "prune", "-f").stdout
+    assert "Total reclaimed space: 0B" in out
+    out = docker("image", "prune", "-a", "-f").stdout
+    assert f"deleted: {busybox}" in out
+    assert docker("images", "-q").stdout.strip() == ""
+
+
+def test_malformed_filter_is_reported(docker):
+    proc = docker("images", "--filter", "colour=red", check=False)
+    assert proc.returncode != 0
+    assert "invalid filter 'colour'" in proc.stderr

@@ -14,6 +14,7 @@ import logging
 from aiohttp import web
 
 from berth.api.responses import json_response
+from berth.api.streams import STREAMING
 from berth.errors import BerthError
 
 log = logging.getLogger("berth.api")
@@ -48,16 +49,22 @@ def _http_exception_message(request: web.Request, exc: web.HTTPException) -> str
 async def error_middleware(request: web.Request, handler):
     try:
         return await handler(request)
-    except BerthError as exc:
-        if exc.status >= 500:
-            log.error("%s %s: %s", request.method, request.path, exc.message)
-        return error_response(exc.status, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return error_response(exc.status, _http_exception_message(request, exc))
     except (ConnectionResetError, BrokenPipeError):
         raise  # the client went away; nothing to answer
     except Exception as exc:  # noqa: BLE001 - the API must not leak tracebacks
+        if request.get(STREAMING):
+            # The status line is gone; cut the transfer so the client sees it fail.
+            log.error("%s %s failed mid-stream: %s", request.method, request.path, exc)
+            if request.transport is not None:
+                request.transport.close()
+            raise
+        if isinstance(exc, BerthError):
+            if exc.status >= 500:
+                log.error("%s %s: %s", request.method, request.path, exc.message)
+            return error_response(exc.status, exc.message)
+        if isinstance(exc, web.HTTPException):
+            if exc.status < 400:
+                raise
+            return error_response(exc.status, _http_exception_message(request, exc))
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}")

@@ -19,12 +19,13 @@ from berth.api.context import engine_of
 from berth.api.responses import json_response
 from berth.api.errors import NotImplementedYet
 from berth.api.params import parse_filters, query_bool
-from berth.api.streams import JSONStream, progress_message
+from berth.api.streams import JSONStream, mark_streaming, progress_message
 from berth.errors import BerthError, InvalidArgument
 
 log = logging.getLogger("berth.api")
 
 CHUNK = 1 << 20
+SPOOL_FLUSH = 4 << 20
 
 
 def _service(request: web.Request):
@@ -86,17 +87,24 @@ async def prune_images(request: web.Request) -> web.Response:
 # --- import and load: bodies in, JSON progress out -------------------------------------
 
 async def _spool(request: web.Request, source, on_progress=None) -> str:
-    """Copy an async byte source to a private temp file; remove it on failure."""
+    """Copy an async byte source to a private temp file; remove it on failure.
+    Disk writes happen in a worker thread, a few MiB at a time, so a slow disk
+    never stalls the event loop."""
     fd, path = engine_of(request).upload_file()
     try:
         with os.fdopen(fd, "wb") as out:
+            pending = bytearray()
             written = 0
             async for chunk in source:
-                # Small writes to a local file; not worth a thread hop per chunk.
-                out.write(chunk)
+                pending += chunk
                 written += len(chunk)
+                if len(pending) >= SPOOL_FLUSH:
+                    await _call(out.write, bytes(pending))
+                    pending.clear()
                 if on_progress is not None:
                     await on_progress(written)
+            if pending:
+                await _call(out.write, bytes(pending))
         return path
     except BaseException:
         _unlink(path)
@@ -205,6 +213,9 @@ async def _import_url(request, url, reference, options) -> web.StreamResponse:
         await stream.send({"status": image_id})
     except BerthError as exc:
         await stream.error(exc.message)
+    except Exception as exc:  # noqa: BLE001 - progress was sent: report in the stream
+        log.exception("import from %s failed", url)
+        await stream.error(f"internal error: {type(exc).__name__}: {exc}")
     finally:
         _unlink(path)
     return await stream.finish()
@@ -270,6 +281,7 @@ async def _stream_save(request: web.Request, names: list[str]) -> web.StreamResp
             await producer  # raises the service's error while we can still send a status
             raise BerthError(f"saving {', '.join(names)} produced an empty archive")
         await response.prepare(request)
+        mark_streaming(request)
         try:
             while chunk:
                 await response.write(chunk)

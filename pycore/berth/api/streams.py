@@ -11,6 +11,14 @@ from aiohttp import web
 from berth.api.responses import JSON
 
 
+STREAMING = "berth.streaming"
+
+
+def mark_streaming(request: web.Request) -> None:
+    """Headers are sent: an error can no longer become a status code."""
+    request[STREAMING] = True
+
+
 class JSONStream:
     def __init__(self, request: web.Request):
         self.request = request
@@ -24,6 +32,7 @@ class JSONStream:
     async def start(self) -> None:
         if not self.response.prepared:
             await self.response.prepare(self.request)
+            mark_streaming(self.request)
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.start()

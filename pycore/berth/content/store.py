@@ -19,6 +19,7 @@ import fcntl
 import os
 import re
 import secrets
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -89,14 +90,22 @@ class Writer:
         self._done = False
         self._finished = False
         self.keep = False
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-        self._fd = os.open(self.path, flags, 0o600)
+        # Registered before the file exists, so the stale-ingest sweep of
+        # this process never touches it (other processes are kept off by
+        # the flock).
+        if not store._live_add(ref):
+            raise Conflict(f"content ingest {ref!r} is locked by another writer")
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except BaseException:
+            store._live_discard(ref)
+            raise
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._fd)
+            store._live_discard(ref)
             raise Conflict(f"content ingest {ref!r} is locked by another writer") from None
-        store._live_add(ref)
         if resume:
             # Rehash what an earlier (interrupted) writer left so the final
             # digest covers the whole blob.
@@ -211,9 +220,12 @@ class ContentStore:
         self._live: set[str] = set()
         self._live_lock = threading.Lock()
 
-    def _live_add(self, ref: str) -> None:
+    def _live_add(self, ref: str) -> bool:
         with self._live_lock:
+            if ref in self._live:
+                return False
             self._live.add(ref)
+            return True
 
     def _live_discard(self, ref: str) -> None:
         with self._live_lock:
@@ -251,8 +263,13 @@ class ContentStore:
         """Every committed blob (ingests are never listed)."""
         with os.scandir(self.blobs_dir) as it:
             for entry in it:
-                if _HEX_RE.match(entry.name) and entry.is_file(follow_symlinks=False):
+                if not _HEX_RE.match(entry.name):
+                    continue
+                try:
                     st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # deleted since the directory was read
+                if stat.S_ISREG(st.st_mode):
                     yield BlobInfo(f"{ALGORITHM}:{entry.name}", st.st_size, st.st_mtime_ns)
 
     # -- writing ---------------------------------------------------------
@@ -298,9 +315,12 @@ class ContentStore:
         out = []
         with os.scandir(self.ingest_dir) as it:
             for entry in it:
-                if not entry.is_file(follow_symlinks=False):
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # committed or aborted since the directory was read
+                if not stat.S_ISREG(st.st_mode):
                     continue
-                st = entry.stat(follow_symlinks=False)
                 with self._live_lock:
                     live = entry.name in self._live
                 out.append(IngestStatus(entry.name, st.st_size, st.st_mtime_ns,
@@ -316,24 +336,23 @@ class ContentStore:
             if status.active or status.updated_ns > cutoff:
                 continue
             path = os.path.join(self.ingest_dir, status.ref)
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
+            # Decide and unlink under the live-set lock: a writer of this
+            # process registers there before it creates its file.
+            with self._live_lock:
+                if status.ref in self._live:
+                    continue
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue
-                with self._live_lock:
-                    if status.ref in self._live:
-                        continue
-                os.unlink(path)
-                freed += status.offset
-            except FileNotFoundError:
-                pass
-            finally:
-                os.close(fd)
+                    os.unlink(path)
+                    freed += status.offset
+                except (BlockingIOError, FileNotFoundError):
+                    pass  # another process writes it, or it is gone already
+                finally:
+                    os.close(fd)
         return freed
 
 

@@ -336,12 +336,17 @@ class SnapshotStore:
             self._active_tmp.discard(path)
 
     def _discard(self, path: str) -> None:
-        if os.path.isdir(path) and not os.path.islink(path):
-            doomed = self._new_tmp()
-            os.rename(path, doomed)
-            self._drop_tmp(doomed)
-        elif os.path.lexists(path):
-            os.unlink(path)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                doomed = self._new_tmp()
+                try:
+                    os.rename(path, doomed)
+                finally:
+                    self._drop_tmp(doomed)
+            elif os.path.lexists(path):
+                os.unlink(path)
+        except FileNotFoundError:
+            pass  # already gone
 
 
 def _label(name: str, message: str) -> str:

@@ -492,3 +492,34 @@ def test_concurrent_tagging(service, base_and_app):
     assert _run_threads(work, 5) == []
     tags = service.inspect("base:1")["RepoTags"] + service.inspect("app")["RepoTags"]
     assert len(tags) == 2 + 50
+
+
+# -- start-up reconciliation -------------------------------------------------------
+
+def test_restart_repairs_what_a_crash_left(service, base_and_app, root, events):
+    from berth.config import Config
+    from berth.images import ImageService
+
+    base, app = base_and_app
+    chains = service.layer_chain_ids(app.id)
+    service.close()
+    # A crash mid-unpack, one mid-remove, and a snapshot directory lost.
+    os.makedirs(root / "snapshots" / "tmp-halfway" / "usr")
+    os.makedirs(root / "snapshots" / ("ef" * 32) / "etc")
+    import shutil
+    shutil.rmtree(root / "snapshots" / hex_of(chains[1]))
+
+    restarted = ImageService(Config(root=str(root)), events)
+    try:
+        assert sorted(os.listdir(root / "snapshots")) == sorted(hex_of(c) for c in chains)
+        assert Path(restarted.lowerdirs(app.id)[0], "app").read_text() == "x" * 1000
+        assert restarted.inspect("app")["Size"] == 4002 + 5 + 1000
+    finally:
+        restarted.close()
+
+
+def test_prune_also_collects_leftovers(service, base_and_app):
+    orphan = service.content.ingest(b"left over" * 100)
+    report = service.prune()
+    assert report == {"ImagesDeleted": None, "SpaceReclaimed": 900}
+    assert not service.content.exists(orphan.digest)

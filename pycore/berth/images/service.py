@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import os
 import shutil
 import threading
@@ -84,6 +85,8 @@ MIGRATIONS = [
 ]
 
 GRAPH_DRIVER = "overlay2"
+
+log = logging.getLogger("berth.images")
 
 # The docker Config struct's fields in its order: inspect shows them all.
 _OMIT = object()
@@ -241,10 +244,41 @@ class ImageService:
         self._config_cache: dict[str, ImageConfig] = {}
         self._image_users: ImageUsers | None = None
         self._gc_roots: list[Callable[[], Iterable[str]]] = []
+        self.reconcile()
 
     def close(self) -> None:
         if self._own_db:
             self.db.close()
+
+    def reconcile(self) -> None:
+        """Start-up: finish what a crash interrupted. Half-unpacked and
+        half-removed snapshot directories go; a snapshot an image needs but
+        whose directory is missing is unpacked again from its layer blob."""
+        stray, _ = self.snapshots.orphans()
+        for path in stray:
+            self.snapshots.remove_stray(path)
+        rows = self.db.query("SELECT image_id, idx, diff_id, chain_id, blob_digest FROM image_layers"
+                             " ORDER BY image_id, idx")
+        parents: dict[tuple[str, int], str] = {(r["image_id"], r["idx"]): r["chain_id"] for r in rows}
+        jobs: dict[str, LayerJob] = {}
+        for r in rows:
+            chain = r["chain_id"]
+            if chain in jobs or self.snapshots.exists(chain):
+                continue
+            if not self.content.exists(r["blob_digest"]):
+                log.error("image %s: layer %s has neither a snapshot nor a blob; "
+                          "the image cannot be used until it is pulled or loaded again",
+                          r["image_id"], r["diff_id"])
+                continue
+            jobs[chain] = LayerJob(self.content.path(r["blob_digest"]), r["diff_id"],
+                                   parents.get((r["image_id"], r["idx"] - 1)),
+                                   f"layer {r['blob_digest']}")
+        if jobs:
+            log.warning("unpacking %d missing snapshot(s) again from their layer blobs", len(jobs))
+            try:
+                self.snapshots.prepare_many(list(jobs.values()))
+            except InvalidArgument as e:
+                log.error("cannot restore snapshots: %s", e.message)
 
     # -- hooks for the containers component -------------------------------
     def set_image_users(self, users: ImageUsers) -> None:
@@ -919,6 +953,8 @@ class ImageService:
                     reclaimed += removal.freed
             except (Conflict, NotFound):
                 continue  # in use, or already gone with another image
+        # Crash leftovers and content no image holds go too.
+        reclaimed += self.gc()
         self.events.publish("image", "prune", "", {"reclaimed": str(reclaimed)})
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 

@@ -8,6 +8,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,7 @@ def test_shutdown_ends_open_event_streams(daemon):
         conn.close()
 
 
-def test_two_daemons_side_by_side(workdir, Daemon):
+def test_two_daemons_side_by_side(workdir, Daemon, busybox_rootfs):
     a = Daemon(root=workdir / "a" / "root", socket=workdir / "a.sock")
     b = Daemon(root=workdir / "b" / "root", socket=workdir / "b.sock")
     for d in (a, b):
@@ -112,15 +113,27 @@ def test_two_daemons_side_by_side(workdir, Daemon):
     try:
         b.start()
         try:
-            info_a = API(str(a.socket)).get("/info").json()
-            info_b = API(str(b.socket)).get("/info").json()
+            api_a, api_b = API(str(a.socket)), API(str(b.socket))
+            info_a, info_b = api_a.get("/info").json(), api_b.get("/info").json()
             assert info_a["DockerRootDir"] == str(a.root)
             assert info_b["DockerRootDir"] == str(b.root)
             assert info_a["ID"] != info_b["ID"]
+
+            reply = api_a.post("/images/create?fromSrc=-&repo=only-in-a",
+                               body=busybox_rootfs.read_bytes())
+            assert reply.status == 200, reply.body
+            assert [i["RepoTags"] for i in api_a.get("/images/json").json()] == [["only-in-a:latest"]]
+            assert api_b.get("/images/json").json() == []
+            assert api_b.get("/images/only-in-a/json").status == 404
+            # Each daemon reports only its own events.
+            now = f"{time.time():.9f}"
+            actions = {e["Action"] for e in api_a.get(f"/events?since=0&until={now}").json_lines()}
+            assert actions == {"tag", "import"}
+            assert api_b.get(f"/events?since=0&until={now}").json_lines() == []
         finally:
             b.stop()
         # Stopping one leaves the other serving.
-        assert API(str(a.socket)).get("/_ping").status == 200
+        assert API(str(a.socket)).get("/images/only-in-a/json").status == 200
         assert a.socket.exists()
     finally:
         a.stop()

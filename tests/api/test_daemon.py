@@ -92,6 +92,12 @@ def test_signal_shuts_down_cleanly(daemon, sig):
     assert API(str(daemon.socket)).get("/_ping").status == 200
 
 
+def test_sighup_does_not_stop_the_daemon(daemon):
+    daemon.proc.send_signal(signal.SIGHUP)
+    assert API(str(daemon.socket)).get("/_ping").status == 200
+    assert daemon.proc.poll() is None
+
+
 def test_shutdown_ends_open_event_streams(daemon):
     conn, resp = API(str(daemon.socket)).open_stream("/events")
     try:

@@ -133,6 +133,9 @@ async def serve(config: Config, sock: socket.socket, debug: bool) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # dockerd treats SIGHUP as "reload"; berthd has nothing to reload, but a
+    # closed terminal must not kill the daemon the CLI started from it.
+    loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP received: nothing to reload")
 
     engine = Engine(config, debug=debug)
     await asyncio.to_thread(engine.start)

@@ -30,6 +30,14 @@ pub enum Source {
 }
 
 impl Source {
+    /// Bytes to read, when known (a pipe says 0).
+    fn size_hint(&self) -> u64 {
+        match self {
+            Source::File(f) => f.metadata().map(|m| m.len()).unwrap_or(0),
+            Source::Path(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+        }
+    }
+
     fn open(self) -> Result<File> {
         match self {
             Source::File(f) => Ok(f),
@@ -55,16 +63,21 @@ pub fn unpack_layers(jobs: Vec<(Source, PathBuf, UnpackOptions)>, threads: usize
     }
     .min(jobs.len().max(1));
     let n = jobs.len();
+    // Largest first, so that the longest layer does not start last.
+    let mut order: Vec<usize> = (0..n).collect();
+    let sizes: Vec<u64> = jobs.iter().map(|(s, _, _)| s.size_hint()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
     let jobs: Vec<Mutex<Option<(Source, PathBuf, UnpackOptions)>>> = jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
     let results: Vec<Mutex<Option<Result<UnpackStats>>>> = (0..n).map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= n {
                     break;
                 }
+                let i = order[k];
                 let (source, target, opts) = jobs[i].lock().unwrap().take().expect("job taken twice");
                 *results[i].lock().unwrap() = Some(unpack(source, &target, &opts));
             });
@@ -72,3 +85,6 @@ pub fn unpack_layers(jobs: Vec<(Source, PathBuf, UnpackOptions)>, threads: usize
     });
     results.into_iter().map(|r| r.into_inner().unwrap().expect("job not run")).collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -467,7 +467,7 @@ mod tests {
     fn pax_record_length_counts_itself() {
         let mut out = Vec::new();
         pax_record(&mut out, b"path", b"a");
-        assert_eq!(out, b"10 path=a\n");
+        assert_eq!(out, b"9 path=a\n"); // nine bytes, counting the "9"
         let mut out = Vec::new();
         let v = vec![b'x'; 95];
         pax_record(&mut out, b"path", &v);

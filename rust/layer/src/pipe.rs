@@ -5,8 +5,10 @@
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 
+use berth_digest::Sha256;
+
 pub const CHUNK: usize = 1 << 20;
-const DEPTH: usize = 4;
+const DEPTH: usize = 16;
 
 /// The producer's end: fill chunks and `send` them.
 pub struct ChunkSender {
@@ -20,12 +22,14 @@ pub struct ChunkReader {
     give_back: SyncSender<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
+    /// Hashes every chunk as it arrives, on the consumer's thread.
+    hasher: Option<Sha256>,
 }
 
 pub fn chunk_pipe() -> (ChunkSender, ChunkReader) {
     let (tx, rx) = sync_channel(DEPTH);
     let (give_back, spare) = sync_channel(DEPTH + 2);
-    (ChunkSender { tx, spare }, ChunkReader { rx, give_back, current: Vec::new(), pos: 0 })
+    (ChunkSender { tx, spare }, ChunkReader { rx, give_back, current: Vec::new(), pos: 0, hasher: None })
 }
 
 /// The consumer hung up (it failed and stopped reading).
@@ -33,13 +37,11 @@ pub fn chunk_pipe() -> (ChunkSender, ChunkReader) {
 pub struct Disconnected;
 
 impl ChunkSender {
-    /// An empty buffer with CHUNK capacity, reused when one came back.
+    /// A buffer with CHUNK capacity, reused when one came back. Its length
+    /// and content are whatever they were (so refilling needs no memset).
     pub fn buffer(&self) -> Vec<u8> {
         match self.spare.try_recv() {
-            Ok(mut b) => {
-                b.clear();
-                b
-            }
+            Ok(b) => b,
             Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::with_capacity(CHUNK),
         }
     }
@@ -53,6 +55,16 @@ impl ChunkSender {
 }
 
 impl ChunkReader {
+    /// Hash every byte that arrives (whether or not it is read).
+    pub fn hash_chunks(&mut self) {
+        self.hasher = Some(Sha256::new());
+    }
+
+    /// The hash of all chunks received so far.
+    pub fn hasher(&self) -> Option<&Sha256> {
+        self.hasher.as_ref()
+    }
+
     fn refill(&mut self) -> bool {
         let used = std::mem::take(&mut self.current);
         if used.capacity() >= CHUNK {
@@ -60,6 +72,9 @@ impl ChunkReader {
         }
         match self.rx.recv() {
             Ok(chunk) => {
+                if let Some(h) = &mut self.hasher {
+                    h.update(&chunk);
+                }
                 self.current = chunk;
                 self.pos = 0;
                 true
@@ -101,12 +116,14 @@ pub struct ChunkWriter {
 
 impl ChunkWriter {
     pub fn new(sender: ChunkSender) -> Self {
-        let buf = sender.buffer();
+        let mut buf = sender.buffer();
+        buf.clear();
         Self { sender, buf }
     }
 
     fn ship(&mut self) -> io::Result<()> {
-        let next = self.sender.buffer();
+        let mut next = self.sender.buffer();
+        next.clear();
         let full = std::mem::replace(&mut self.buf, next);
         self.sender
             .send(full)

@@ -10,7 +10,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use berth_digest::{is_sha256_digest, HashingReader, Sha256};
+use berth_digest::{is_sha256_digest, HashingReader};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
 
@@ -73,7 +73,10 @@ pub fn unpack_layer(source: File, target: &Path, opts: &UnpackOptions) -> Result
     let magic = read_magic(&mut raw).map_err(|e| Error::io("reading layer stream", e))?;
     let compression = Compression::detect(&magic);
 
-    let (sender, reader) = chunk_pipe();
+    let (sender, mut reader) = chunk_pipe();
+    // The diffID is hashed on this thread as chunks arrive, so that the reader
+    // thread only decompresses: inflate is the critical path.
+    reader.hash_chunks();
     let (applied, produced) = std::thread::scope(|s| {
         let producer = s.spawn(move || produce(compression, magic, raw, sender));
         let applied = apply_stream(Root::new(root_fd), reader);
@@ -82,25 +85,24 @@ pub fn unpack_layer(source: File, target: &Path, opts: &UnpackOptions) -> Result
 
     // A stream error explains a failed entry better than the entry's own error
     // (a truncated gzip shows up in the tar parser as an early EOF).
-    let digests = match (applied, produced) {
+    let ((size, entries, diff_id), d) = match (applied, produced) {
         (_, Err(Produce::Failed(e))) => return Err(e),
         (Err(e), _) => return Err(e),
         (Ok(_), Err(Produce::Disconnected)) => unreachable!("consumer drains the stream on success"),
-        (Ok(counts), Ok(d)) => (counts, d),
+        (Ok(applied), Ok(d)) => (applied, d),
     };
-    let ((size, entries), d) = digests;
     if let Some(expected) = &opts.expected_digest {
         if *expected != d.digest {
             return Err(Error::DigestMismatch { what: "layer digest", expected: expected.clone(), actual: d.digest });
         }
     }
     if let Some(expected) = &opts.expected_diff_id {
-        if *expected != d.diff_id {
-            return Err(Error::DigestMismatch { what: "layer diff_id", expected: expected.clone(), actual: d.diff_id });
+        if *expected != diff_id {
+            return Err(Error::DigestMismatch { what: "layer diff_id", expected: expected.clone(), actual: diff_id });
         }
     }
     Ok(UnpackStats {
-        diff_id: d.diff_id,
+        diff_id,
         digest: d.digest,
         compressed_size: d.compressed_size,
         size,
@@ -127,7 +129,6 @@ fn read_magic<R: Read>(r: &mut R) -> io::Result<Vec<u8>> {
 struct StreamDigests {
     digest: String,
     compressed_size: u64,
-    diff_id: String,
 }
 
 enum Produce {
@@ -136,7 +137,7 @@ enum Produce {
     Disconnected,
 }
 
-/// The reader thread: decompress, hash both sides, ship the tar in chunks.
+/// The reader thread: hash the raw bytes, decompress, ship the tar in chunks.
 fn produce(
     compression: Compression,
     magic: Vec<u8>,
@@ -153,7 +154,6 @@ fn produce(
     };
     let buffered = BufReader::with_capacity(256 << 10, io::Cursor::new(magic).chain(raw));
     let mut decoder = Decoder::new(compression, buffered).map_err(stream_err)?;
-    let mut diff = Sha256::new();
     loop {
         let mut chunk = sender.buffer();
         chunk.resize(CHUNK, 0);
@@ -167,7 +167,6 @@ fn produce(
             }
         }
         chunk.truncate(filled);
-        diff.update(&chunk);
         if filled == 0 {
             break;
         }
@@ -179,11 +178,11 @@ fn produce(
         .map_err(|e| Produce::Failed(Error::io("reading layer stream", e)))?;
     let (_, raw) = rest.into_inner().into_inner();
     let (_, raw_hash, raw_count) = raw.into_parts();
-    Ok(StreamDigests { digest: raw_hash.oci_digest(), compressed_size: raw_count, diff_id: diff.oci_digest() })
+    Ok(StreamDigests { digest: raw_hash.oci_digest(), compressed_size: raw_count })
 }
 
-/// Parse the tar from `reader` and apply every entry; returns (bytes, entries).
-fn apply_stream(root: Root, reader: ChunkReader) -> Result<(u64, u64)> {
+/// Parse the tar from `reader` and apply every entry; returns (bytes, entries, diffID).
+fn apply_stream(root: Root, reader: ChunkReader) -> Result<(u64, u64, String)> {
     let tar_err = |e: io::Error| Error::Stream { format: "tar", reason: e.to_string() };
     let mut applier = Applier::new(root);
     let mut archive = tar::Archive::new(reader);
@@ -195,7 +194,8 @@ fn apply_stream(root: Root, reader: ChunkReader) -> Result<(u64, u64)> {
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(tar_err)?;
     applier.finish()?;
-    Ok((applier.size, applier.entries))
+    let diff_id = rest.hasher().expect("reader hashes chunks").oci_digest();
+    Ok((applier.size, applier.entries, diff_id))
 }
 
 /// Metadata of one entry, PAX records applied.

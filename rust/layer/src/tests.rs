@@ -1,0 +1,262 @@
+//! End-to-end tests of the crate: tars built with the `tar` crate's Builder,
+//! unpacked into temp dirs; hostile entries must stay inside the root.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "berth-layer-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Entries: (name, type, data or link target).
+fn tar_of(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        // Write the raw name: set_path refuses "..", which is the point here.
+        let raw = name.as_bytes();
+        h.as_old_mut().name[..raw.len()].copy_from_slice(raw);
+        h.set_entry_type(*kind);
+        h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+        h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        if kind.is_symlink() || kind.is_hard_link() {
+            h.set_link_name_literal(data).unwrap();
+            h.set_size(0);
+            h.set_cksum();
+            b.append(&h, &[][..]).unwrap();
+        } else {
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn unpack_bytes(data: &[u8], dir: &Path, target: &Path) -> Result<UnpackStats> {
+    let src = dir.join(format!("layer-{}", data.len()));
+    fs::write(&src, data).unwrap();
+    unpack_layer_path(&src, target, &UnpackOptions::default())
+}
+
+fn sha(data: &[u8]) -> String {
+    let mut h = berth_digest::Sha256::new();
+    h.update(data);
+    h.oci_digest()
+}
+
+use tar::EntryType as T;
+
+#[test]
+fn dotdot_and_absolute_names_stay_inside() {
+    let t = TempDir::new();
+    let root = t.0.join("root");
+    let tar = tar_of(&[
+        ("../escape", T::Regular, b"1"),
+        ("/abs", T::Regular, b"2"),
+        ("a/../../../b", T::Regular, b"3"),
+    ]);
+    let stats = unpack_bytes(&gzip(&tar), &t.0, &root).unwrap();
+    assert_eq!(stats.entries, 3);
+    assert_eq!(stats.diff_id, sha(&tar));
+    assert_eq!(fs::read(root.join("escape")).unwrap(), b"1");
+    assert_eq!(fs::read(root.join("abs")).unwrap(), b"2");
+    assert_eq!(fs::read(root.join("b")).unwrap(), b"3");
+    assert!(!t.0.join("escape").exists() && !t.0.join("b").exists());
+}
+
+#[test]
+fn writes_through_symlinks_resolve_inside_the_root() {
+    let t = TempDir::new();
+    let outside = t.0.join("outside");
+    fs::create_dir(&outside).unwrap();
+    let root = t.0.join("root");
+    let target = outside.to_str().unwrap().as_bytes().to_vec();
+    let inner = format!("{}/", outside.to_str().unwrap().trim_start_matches('/'));
+    let tar = tar_of(&[
+        (&inner, T::Directory, b""),
+        ("link", T::Symlink, &target),
+        ("up", T::Symlink, b"../../.."),
+        ("link/f", T::Regular, b"confined"),
+        ("up/g", T::Regular, b"at root"),
+    ]);
+    unpack_bytes(&tar, &t.0, &root).unwrap();
+    assert!(!outside.join("f").exists());
+    assert_eq!(fs::read(root.join(&inner).join("f")).unwrap(), b"confined");
+    assert_eq!(fs::read(root.join("g")).unwrap(), b"at root");
+}
+
+#[test]
+fn dangling_symlink_parent_is_refused_with_the_entry_name() {
+    let t = TempDir::new();
+    let tar = tar_of(&[("etc", T::Symlink, b"/etc"), ("etc/passwd", T::Regular, b"x")]);
+    let err = unpack_bytes(&tar, &t.0, &t.0.join("root")).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("tar entry \"etc/passwd\": parent directory \"etc\""), "{msg}");
+}
+
+#[test]
+fn hard_links_must_resolve_inside_the_root() {
+    let t = TempDir::new();
+    let tar = tar_of(&[("shadow", T::Link, b"/etc/shadow")]);
+    let err = unpack_bytes(&tar, &t.0, &t.0.join("r1")).unwrap_err();
+    assert!(err.to_string().contains("tar entry \"shadow\": hard link target \"/etc/shadow\" not found"), "{err}");
+    assert!(!t.0.join("r1/shadow").exists());
+
+    let tar = tar_of(&[("real", T::Regular, b"data"), ("sub/alias", T::Link, b"../../real")]);
+    unpack_bytes(&tar, &t.0, &t.0.join("r2")).unwrap();
+    let a = fs::metadata(t.0.join("r2/real")).unwrap();
+    let b = fs::metadata(t.0.join("r2/sub/alias")).unwrap();
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
+}
+
+#[test]
+fn replacement_rules() {
+    let t = TempDir::new();
+    let root = t.0.join("root");
+    let tar = tar_of(&[
+        ("d/", T::Directory, b""),
+        ("d/keep", T::Regular, b"k"),
+        ("d/", T::Directory, b""),
+        ("f", T::Regular, b"old"),
+        ("f", T::Symlink, b"d"),
+        ("x/", T::Directory, b""),
+        ("x/y", T::Regular, b""),
+        ("x", T::Regular, b"file now"),
+    ]);
+    unpack_bytes(&tar, &t.0, &root).unwrap();
+    assert_eq!(fs::read(root.join("d/keep")).unwrap(), b"k");
+    assert_eq!(fs::read_link(root.join("f")).unwrap(), Path::new("d"));
+    assert_eq!(fs::read(root.join("x")).unwrap(), b"file now");
+}
+
+#[test]
+fn whiteouts_take_the_overlayfs_form() {
+    if !is_root() {
+        return; // mknod and trusted.* xattrs need root
+    }
+    let t = TempDir::new();
+    let root = t.0.join("root");
+    let tar = tar_of(&[("d/", T::Directory, b""), ("d/.wh..wh..opq", T::Regular, b""), (".wh.gone", T::Regular, b"")]);
+    unpack_bytes(&tar, &t.0, &root).unwrap();
+    let st = rustix::fs::lstat(root.join("gone")).unwrap();
+    assert_eq!(rustix::fs::FileType::from_raw_mode(st.st_mode), rustix::fs::FileType::CharacterDevice);
+    assert_eq!(st.st_rdev, 0);
+    let mut buf = [0u8; 4];
+    let n = rustix::fs::getxattr(root.join("d"), "trusted.overlay.opaque", &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"y");
+    assert!(!root.join("d/.wh..wh..opq").exists());
+}
+
+#[test]
+fn truncated_and_corrupt_streams_are_errors() {
+    let t = TempDir::new();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 2654435761u32 >> 24) as u8).collect();
+    let gz = gzip(&tar_of(&[("f", T::Regular, &data)]));
+    let err = unpack_bytes(&gz[..gz.len() - 3], &t.0, &t.0.join("r")).unwrap_err();
+    assert!(matches!(err, Error::Stream { format: "gzip", .. }), "{err}");
+
+    let zst = zstd::encode_all(&tar_of(&[("f", T::Regular, &data)])[..], 3).unwrap();
+    let err = unpack_bytes(&zst[..zst.len() / 2], &t.0, &t.0.join("r2")).unwrap_err();
+    assert!(matches!(err, Error::Stream { format: "zstd", .. }), "{err}");
+}
+
+#[test]
+fn digests_are_checked() {
+    let t = TempDir::new();
+    let tar = tar_of(&[("f", T::Regular, b"x")]);
+    let gz = gzip(&tar);
+    let src = t.0.join("l.tgz");
+    fs::write(&src, &gz).unwrap();
+    let ok = UnpackOptions { expected_digest: Some(sha(&gz)), expected_diff_id: Some(sha(&tar)) };
+    let stats = unpack_layer_path(&src, &t.0.join("ok"), &ok).unwrap();
+    assert_eq!((stats.compression, stats.compressed_size), (Compression::Gzip, gz.len() as u64));
+    let bad = UnpackOptions { expected_diff_id: Some(sha(b"other")), ..Default::default() };
+    let err = unpack_layer_path(&src, &t.0.join("bad"), &bad).unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { what: "layer diff_id", .. }));
+    let malformed = UnpackOptions { expected_digest: Some("sha256:xyz".into()), ..Default::default() };
+    assert!(matches!(unpack_layer_path(&src, &t.0.join("m"), &malformed), Err(Error::InvalidArgument(_))));
+    assert!(!t.0.join("m").exists());
+}
+
+#[test]
+fn pack_then_unpack_round_trips_and_is_reproducible() {
+    let t = TempDir::new();
+    let src = t.0.join("src");
+    fs::create_dir_all(src.join("dir/sub")).unwrap();
+    fs::write(src.join("dir/file"), b"hello").unwrap();
+    fs::set_permissions(src.join("dir/file"), fs::Permissions::from_mode(0o4750)).unwrap();
+    fs::hard_link(src.join("dir/file"), src.join("dir/sub/link")).unwrap();
+    std::os::unix::fs::symlink("../file", src.join("dir/sub/sym")).unwrap();
+    let long = "l".repeat(120);
+    fs::write(src.join("dir").join(&long), b"long name").unwrap();
+
+    for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+        let opts = PackOptions { compression, ..Default::default() };
+        let a = pack_layer(&src, &t.0.join("a"), &opts).unwrap();
+        let b = pack_layer(&src, &t.0.join("b"), &opts).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(fs::read(t.0.join("a")).unwrap(), fs::read(t.0.join("b")).unwrap());
+        assert_eq!(a.size, fs::metadata(t.0.join("a")).unwrap().len());
+        let dst = t.0.join(format!("dst-{}", compression.name()));
+        let u = unpack_layer_path(&t.0.join("a"), &dst, &UnpackOptions::default()).unwrap();
+        assert_eq!((u.diff_id, u.digest, u.compression), (a.diff_id.clone(), a.digest.clone(), compression));
+        assert_eq!(fs::read(dst.join("dir/file")).unwrap(), b"hello");
+        assert_eq!(fs::metadata(dst.join("dir/file")).unwrap().mode() & 0o7777, 0o4750);
+        assert_eq!(fs::metadata(dst.join("dir/sub/link")).unwrap().ino(), fs::metadata(dst.join("dir/file")).unwrap().ino());
+        assert_eq!(fs::read_link(dst.join("dir/sub/sym")).unwrap(), Path::new("../file"));
+        assert_eq!(fs::read(dst.join("dir").join(&long)).unwrap(), b"long name");
+    }
+}
+
+#[test]
+fn unpack_layers_keeps_job_order() {
+    let t = TempDir::new();
+    let mut jobs = Vec::new();
+    for i in 0..4 {
+        let body = vec![b'a' + i as u8; 1000 * (4 - i)];
+        let p = t.0.join(format!("l{i}"));
+        fs::write(&p, gzip(&tar_of(&[("f", T::Regular, &body)]))).unwrap();
+        jobs.push((Source::Path(p), t.0.join(format!("r{i}")), UnpackOptions::default()));
+    }
+    jobs.push((Source::Path(t.0.join("missing")), t.0.join("rm"), UnpackOptions::default()));
+    let results = unpack_layers(jobs, 2);
+    for (i, r) in results.iter().take(4).enumerate() {
+        assert_eq!(r.as_ref().unwrap().size, 1000 * (4 - i as u64));
+    }
+    assert!(results[4].is_err());
+}

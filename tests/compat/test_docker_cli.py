@@ -160,3 +160,27 @@ def test_malformed_filter_is_reported(docker):
     proc = docker("images", "--filter", "colour=red", check=False)
     assert proc.returncode != 0
     assert "invalid filter 'colour'" in proc.stderr
+
+
+def test_events_stream_live(docker, busybox):
+    import select
+    import subprocess
+
+    env = docker.daemon.env
+    env["DOCKER_CONFIG"] = str(docker.daemon.root.parent / "docker-config")
+    watcher = subprocess.Popen([docker.binary, "events", "--filter", "event=tag",
+                                "--format", "{{.Action}} {{.Actor.Attributes.name}}"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Tag until the watcher has connected and reports it (it may subscribe late).
+        line = ""
+        for attempt in range(100):
+            docker("tag", "busybox", f"live:{attempt}")
+            ready, _, _ = select.select([watcher.stdout], [], [], 0.2)
+            if ready:
+                line = watcher.stdout.readline().strip()
+                break
+        assert line.startswith("tag live:"), (line, watcher.poll())
+    finally:
+        watcher.terminate()
+        watcher.wait(10)

@@ -46,10 +46,12 @@ class Stream:
 
 class Env:
     def __init__(self, stdin, stdout, stderr, environ: dict[str, str] | None = None,
-                 now=None, stdin_tty: bool | None = None, stdout_tty: bool | None = None):
+                 now: float | None = None, stdin_tty: bool | None = None,
+                 stdout_tty: bool | None = None, stderr_tty: bool | None = None):
+        """Binary streams; a tty flag of None means "ask the stream's file descriptor"."""
         self.stdin = Stream(stdin, stdin_tty)
         self.out = Stream(stdout, stdout_tty)
-        self.err = Stream(stderr, False if stdout_tty is not None else None)
+        self.err = Stream(stderr, stderr_tty)
         self.environ = dict(os.environ) if environ is None else environ
         self._now = now
 

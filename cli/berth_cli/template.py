@@ -54,7 +54,7 @@ class _ExecError(Exception):
 # -- lexing ---------------------------------------------------------------------
 
 class _Tok:
-    __slots__ = ("kind", "value", "pos", "chain", "attached")
+    __slots__ = ("kind", "value", "pos", "chain", "attached", "spaced")
 
     def __init__(self, kind, value, pos, chain=(), attached=False):
         self.kind = kind
@@ -62,6 +62,17 @@ class _Tok:
         self.pos = pos
         self.chain = tuple(chain)
         self.attached = attached
+        self.spaced = True  # whether whitespace (or the delimiter) precedes it
+
+    def describe(self) -> str:
+        """How Go's parser names a token in "unexpected ..." errors."""
+        if self.kind in ("dot", "ident") or self.kind in ("field", "var"):
+            text = "." if self.kind == "dot" else (
+                self.value if self.kind in ("ident", "var") else "") + "".join("." + c for c in self.chain)
+            return f"<{text}>"
+        if self.kind == "string":
+            return _go_quote(self.value)
+        return f"{str(self.value)!r}" if self.kind != "number" else f'"{self.value}"'
 
 
 def _is_ident_start(c: str) -> bool:
@@ -129,102 +140,116 @@ class _Lexer:
                 self.error(start, "comment ends before closing delimiter")
             return closed
         toks: list[_Tok] = []
-        depth = 0
+        self._depth = 0  # parentheses open in this action
         while True:
+            before = i
             while i < n and src[i] in _SPACE:
                 i += 1
+            spaced = i > before or not toks
+            count = len(toks)
             if i >= n:
                 self.error(start, "unclosed action")
             closed = self._close(i)
-            if closed is not None and depth == 0:
+            if closed is not None and self._depth == 0:
                 self.items.append(("action", toks, start))
                 return closed
-            c = src[i]
-            if c == '"':
-                j = i + 1
-                while j < n and src[j] != '"':
-                    if src[j] == "\\":
-                        j += 1
-                    elif src[j] == "\n":
-                        self.error(i, "unterminated quoted string")
+            i = self._token(toks, i)
+            if len(toks) > count:
+                toks[count].spaced = spaced
+
+    def _token(self, toks: list, i: int) -> int:
+        """Lex one token at src[i] into toks; return the position after it."""
+        src, n = self.src, len(self.src)
+        c = src[i]
+        if c == '"':
+            j = i + 1
+            while j < n and src[j] != '"':
+                if src[j] == "\\":
                     j += 1
-                if j >= n:
+                elif src[j] == "\n":
                     self.error(i, "unterminated quoted string")
-                toks.append(_Tok("string", _unquote(src[i:j + 1], self, i), i))
-                i = j + 1
-            elif c == "`":
-                j = src.find("`", i + 1)
-                if j < 0:
-                    self.error(i, "unterminated raw quoted string")
-                toks.append(_Tok("string", src[i + 1:j], i))
-                i = j + 1
-            elif c == "'":
-                j = i + 1
-                while j < n and src[j] != "'":
-                    j += 2 if src[j] == "\\" else 1
-                if j >= n:
-                    self.error(i, "unterminated character constant")
-                value = _unquote('"' + src[i + 1:j] + '"', self, i)
-                if len(value) != 1:
-                    self.error(i, f"malformed character constant: {src[i:j + 1]}")
-                toks.append(_Tok("number", ord(value), i))
-                i = j + 1
-            elif c == "|":
-                toks.append(_Tok("pipe", "|", i))
-                i += 1
-            elif c == "(":
-                depth += 1
-                toks.append(_Tok("lparen", "(", i))
-                i += 1
-            elif c == ")":
-                depth -= 1
-                if depth < 0:
-                    self.error(i, "unexpected right paren")
-                toks.append(_Tok("rparen", ")", i))
-                i += 1
-                if src.startswith(".", i) and i + 1 < n and _is_ident_start(src[i + 1]):
-                    chain, i = self._chain(i)
-                    toks.append(_Tok("field", None, i, chain, attached=True))
-            elif c == ",":
-                toks.append(_Tok("comma", ",", i))
-                i += 1
-            elif src.startswith(":=", i):
-                toks.append(_Tok("declare", ":=", i))
-                i += 2
-            elif c == "=":
-                toks.append(_Tok("assign", "=", i))
-                i += 1
-            elif c == "$":
-                j = i + 1
-                while j < n and _is_ident(src[j]):
-                    j += 1
-                name = src[i:j]
-                chain: list[str] = []
-                if src.startswith(".", j) and j + 1 < n and _is_ident_start(src[j + 1]):
-                    chain, j = self._chain(j)
-                toks.append(_Tok("var", name, i, chain))
-                i = j
-            elif c == "." and i + 1 < n and _is_ident_start(src[i + 1]):
-                chain, j = self._chain(i)
-                toks.append(_Tok("field", None, i, chain))
-                i = j
-            elif c == "." and not (i + 1 < n and src[i + 1].isdigit()):
-                toks.append(_Tok("dot", ".", i))
-                i += 1
-            elif c.isdigit() or c == "." or (c in "+-" and i + 1 < n and (src[i + 1].isdigit() or src[i + 1] == ".")):
-                j = i + 1
-                while j < n and (src[j].isalnum() or src[j] in "._" or (src[j] in "+-" and src[j - 1] in "eEpP")):
-                    j += 1
-                toks.append(_Tok("number", _number(src[i:j], self, i), i))
-                i = j
-            elif _is_ident_start(c):
-                j = i + 1
-                while j < n and _is_ident(src[j]):
-                    j += 1
-                toks.append(_Tok("ident", src[i:j], i))
-                i = j
-            else:
-                self.error(i, f"unexpected {c!r} in command")
+                j += 1
+            if j >= n:
+                self.error(i, "unterminated quoted string")
+            toks.append(_Tok("string", _unquote(src[i:j + 1], self, i), i))
+            i = j + 1
+        elif c == "`":
+            j = src.find("`", i + 1)
+            if j < 0:
+                self.error(i, "unterminated raw quoted string")
+            toks.append(_Tok("string", src[i + 1:j], i))
+            i = j + 1
+        elif c == "'":
+            j = i + 1
+            while j < n and src[j] != "'":
+                j += 2 if src[j] == "\\" else 1
+            if j >= n:
+                self.error(i, "unterminated character constant")
+            value = _unquote('"' + src[i + 1:j] + '"', self, i)
+            if len(value) != 1:
+                self.error(i, f"malformed character constant: {src[i:j + 1]}")
+            toks.append(_Tok("number", ord(value), i))
+            i = j + 1
+        elif c == "|":
+            toks.append(_Tok("pipe", "|", i))
+            i += 1
+        elif c == "(":
+            self._depth += 1
+            toks.append(_Tok("lparen", "(", i))
+            i += 1
+        elif c == ")":
+            self._depth -= 1
+            if self._depth < 0:
+                self.error(i, "unexpected right paren")
+            toks.append(_Tok("rparen", ")", i))
+            i += 1
+            if src.startswith(".", i) and i + 1 < n and _is_ident_start(src[i + 1]):
+                chain, i = self._chain(i)
+                toks.append(_Tok("field", None, i, chain, attached=True))
+        elif c == ",":
+            toks.append(_Tok("comma", ",", i))
+            i += 1
+        elif src.startswith(":=", i):
+            toks.append(_Tok("declare", ":=", i))
+            i += 2
+        elif c == "=":
+            toks.append(_Tok("assign", "=", i))
+            i += 1
+        elif c == "$":
+            j = i + 1
+            while j < n and _is_ident(src[j]):
+                j += 1
+            name = src[i:j]
+            chain: list[str] = []
+            if src.startswith(".", j) and j + 1 < n and _is_ident_start(src[j + 1]):
+                chain, j = self._chain(j)
+            toks.append(_Tok("var", name, i, chain))
+            i = j
+        elif c == "." and i + 1 < n and _is_ident_start(src[i + 1]):
+            chain, j = self._chain(i)
+            toks.append(_Tok("field", None, i, chain))
+            i = j
+        elif c == "." and not (i + 1 < n and src[i + 1].isdigit()):
+            toks.append(_Tok("dot", ".", i))
+            i += 1
+        elif c.isdigit() or c == "." or (c in "+-" and i + 1 < n and (src[i + 1].isdigit() or src[i + 1] == ".")):
+            j = i + 1
+            while j < n and (src[j].isalnum() or src[j] in "._" or (src[j] in "+-" and src[j - 1] in "eEpP")):
+                j += 1
+            toks.append(_Tok("number", _number(src[i:j], self, i), i))
+            i = j
+        elif _is_ident_start(c):
+            j = i + 1
+            while j < n and _is_ident(src[j]):
+                j += 1
+            toks.append(_Tok("ident", src[i:j], i))
+            i = j
+            if src.startswith(".", i) and i + 1 < n and _is_ident_start(src[i + 1]):
+                chain, i = self._chain(i)  # fn.Field: a field of the function's result
+                toks.append(_Tok("field", None, i, chain, attached=True))
+        else:
+            self.error(i, f"unexpected {c!r} in command")
+        return i
 
     def _chain(self, i: int) -> tuple[list[str], int]:
         src, n = self.src, len(self.src)
@@ -472,6 +497,8 @@ class _Parser:
                 cur = []
                 i += 1
                 continue
+            if cur and not t.spaced:
+                self.error(t.pos, f"unexpected {t.describe()} in operand")
             node, i = self._operand(toks, i, context)
             cur.append(node)
         if cur:
@@ -514,6 +541,9 @@ class _Parser:
                 return _Literal(t.pos, None, "nil"), i + 1
             if name not in self.funcs:
                 self.error(t.pos, f'function "{name}" not defined')
+            if i + 1 < len(toks) and toks[i + 1].kind == "field" and toks[i + 1].attached:
+                return _PipeArg(t.pos, _Pipe([], False, [[_Ident(t.pos, name)]], t.pos),
+                                toks[i + 1].chain), i + 2
             return _Ident(t.pos, name), i + 1
         self.error(t.pos, f"unexpected {t.value!r} in {context}")
 
@@ -606,11 +636,18 @@ def truth(v) -> bool:
     return True
 
 
+class Ordered(dict):
+    """A mapping whose key order means something (a Go struct: fields in declaration
+    order). Plain dicts stand for Go maps, which encoding/json writes key-sorted."""
+
+
 def to_jsonable(v):
     if hasattr(v, "template_json"):
-        return {k: to_jsonable(x) for k, x in v.template_json().items()}
-    if isinstance(v, dict):
+        v = v.template_json()
+    if isinstance(v, Ordered):
         return {k: to_jsonable(x) for k, x in v.items()}
+    if isinstance(v, dict):
+        return {k: to_jsonable(v[k]) for k in sorted(v)}
     if isinstance(v, (list, tuple)):
         return [to_jsonable(x) for x in v]
     if v is NO_VALUE:
@@ -923,6 +960,16 @@ def _node_text(node) -> str:
     return text or ""
 
 
+def _arity_message(name: str, fn, got: int) -> str:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return f"wrong number of args for {name}: got {got}"
+    want = code.co_argcount - len(getattr(fn, "__defaults__", None) or ())
+    if code.co_flags & 0x04:  # *args
+        return f"wrong number of args for {name}: want at least {want} got {got}"
+    return f"wrong number of args for {name}: want {want} got {got}"
+
+
 class _State:
     def __init__(self, tmpl: Template, funcs: dict, missingkey: str, data):
         self.tmpl = tmpl
@@ -1016,8 +1063,7 @@ class _State:
             except _FuncError as e:
                 raise _ExecError(first, f"error calling {first.name}: {e}") from None
             except TypeError:
-                raise _ExecError(first, f"wrong number or type of args for {first.name}: "
-                                 f"got {len(args)}") from None
+                raise _ExecError(first, _arity_message(first.name, fn, len(args))) from None
             except (AttributeError, ValueError, IndexError) as e:
                 raise _ExecError(first, f"error calling {first.name}: {e}") from None
         if len(cmd) > 1 or final is not _MISSING:

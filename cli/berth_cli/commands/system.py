@@ -99,7 +99,9 @@ def run_version(cli, opts, args) -> None:
     except CLIError as e:
         error = e
     if opts.format:
-        cli.out.write(_render_template(opts.format, {"Client": client, "Server": server}) + "\n")
+        from ..template import Ordered
+        data = Ordered(Client=Ordered(client), Server=Ordered(server) if server is not None else None)
+        cli.out.write(_render_template(opts.format, data) + "\n")
     else:
         cli.out.write(version_text(client, server))
     if error is not None:
@@ -203,8 +205,9 @@ def run_info(cli, opts, args) -> None:
               "Warnings": None}
     info = cli.client.info()
     if opts.format:
-        data = dict(info)
-        data["ClientInfo"] = client
+        from ..template import Ordered
+        data = Ordered(info)
+        data["ClientInfo"] = Ordered(client)
         cli.out.write(_render_template(opts.format, data) + "\n")
         return
     cli.out.write(info_text(cli, client, info))
@@ -246,11 +249,14 @@ class EventView(Row):
         return value
 
     def template_json(self) -> dict:
-        out = {}
+        from ..template import Ordered
+        out = Ordered()
         for canonical, (key, _) in self._KEYS.items():
             value = self.template_field(canonical)
             if key in ("status", "id", "from") and not value:
                 continue  # omitempty in docker's struct
+            if canonical == "Actor":
+                value = Ordered(ID=value["ID"], Attributes=value["Attributes"])
             out[key] = value
         return out
 

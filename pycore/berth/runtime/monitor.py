@@ -1,0 +1,276 @@
+"""Driving ``berth-monitor``: spawn it, start/kill/resize the process, read its
+state and wait for its exit. Each function takes the monitor's directory: a
+container's bundle, or an exec's directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal as _signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, SystemError_
+
+from . import client
+from .spec import read_spec, signal_number
+
+
+class StartError(BerthError):
+    """The process could not be started. ``exit_code`` is Docker's: 127 command not
+    found, 126 cannot be invoked (HTTP 400, as Docker answers), 125 engine error."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.status = 400 if exit_code in (126, 127) else 500
+
+
+class MonitorDied(SystemError_):
+    """The monitor is gone without having recorded an exit."""
+
+
+def monitor_binary() -> str:
+    """``$BERTH_MONITOR``, else berth-monitor beside the interpreter (the venv's
+    bin, where ``make build`` installs it), else on PATH."""
+    env = os.environ.get("BERTH_MONITOR")
+    if env:
+        return env
+    beside = os.path.join(os.path.dirname(sys.executable), "berth-monitor")
+    if os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("berth-monitor")
+    if found:
+        return found
+    raise SystemError_("berth-monitor not found (run `make build`, or set BERTH_MONITOR)")
+
+
+@dataclass
+class MonitorHandle:
+    directory: str
+    monitor_pid: int
+    #: Host pid of the created process (stopped before exec until start()).
+    pid: int
+
+
+def _error_from_monitor(stderr: str, what: str) -> BerthError:
+    line = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+    try:
+        err = json.loads(line)
+        message, code = err["message"], int(err.get("exitCode", 125))
+    except (ValueError, KeyError, TypeError):
+        message, code = (line or f"berth-monitor failed to create {what}"), 125
+    if code in (126, 127):
+        return StartError(message, code)
+    if message.startswith("invalid spec") or "does not exist" in message:
+        return InvalidArgument(message)
+    if "is not running" in message:
+        return Conflict(message)
+    return SystemError_(message)
+
+
+def _spawn(argv: list[str], directory: str, what: str) -> MonitorHandle:
+    # The monitor forks itself away and reports when the process is created; this
+    # is a fork+exec of a binary (no Python in the child), fine in a threaded daemon.
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          start_new_session=True, close_fds=True, timeout=120)
+    if proc.returncode != 0:
+        raise _error_from_monitor(proc.stderr, what)
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    return MonitorHandle(directory=directory, monitor_pid=info["monitorPid"], pid=info["pid"])
+
+
+def spawn_monitor(bundle: str | os.PathLike) -> MonitorHandle:
+    """Create the container of ``<bundle>/spec.json`` under a new monitor. Returns
+    once the process is set up and waiting for start(); a setup error raises (and
+    leaves no process behind)."""
+    bundle = os.path.abspath(os.fspath(bundle))
+    if not os.path.exists(os.path.join(bundle, "spec.json")):
+        raise NotFound(f"no spec.json in bundle {bundle}")
+    return _spawn([monitor_binary(), bundle], bundle, f"container {os.path.basename(bundle)}")
+
+
+def exec_create(bundle: str | os.PathLike, exec_dir: str | os.PathLike,
+                process: dict[str, Any]) -> MonitorHandle:
+    """Create a process inside the running container of ``bundle`` (setns into its
+    namespaces, join its cgroups), monitored from ``exec_dir``. ``process`` has the
+    spec's process shape; the caller merges the container's env. Then use
+    start/attach/wait_exit/state/kill/resize on ``exec_dir``."""
+    bundle = os.path.abspath(os.fspath(bundle))
+    exec_dir = os.path.abspath(os.fspath(exec_dir))
+    args = process.get("args")
+    if not isinstance(args, list) or not args or not args[0]:
+        raise InvalidArgument("exec: no command given")
+    from .spec import write_json_atomic
+    os.makedirs(exec_dir, exist_ok=True)
+    write_json_atomic(os.path.join(exec_dir, "spec.json"), {"process": process})
+    return _spawn([monitor_binary(), "exec", bundle, exec_dir], exec_dir, "exec process")
+
+
+def _files(directory: str) -> tuple[dict | None, dict | None, int | None]:
+    def load(name: str) -> dict | None:
+        try:
+            with open(os.path.join(directory, name), "rb") as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    try:
+        with open(os.path.join(directory, "monitor.pid")) as f:
+            mpid = int(f.read().strip())
+    except (FileNotFoundError, ValueError):
+        mpid = None
+    return load("exit.json"), load("state.json"), mpid
+
+
+def _alive(pid: int | None, start_time: int | None = None) -> bool:
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    if fields[0] == b"Z":
+        return False
+    # Field 22 (starttime) tells a reused pid from the process we knew.
+    return start_time is None or int(fields[19]) == start_time
+
+
+def state(directory: str | os.PathLike) -> dict[str, Any]:
+    """The process's state: ``status`` created | running | exited, ``pid``,
+    ``monitorPid``, ``createdAt``, ``startedAt`` and, once exited, ``exit``
+    (exitCode, signal, oomKilled, startedAt, finishedAt, error).
+
+    A monitor that died without recording the exit is reported with
+    ``monitorDied: True``, ``status`` "running" if the process still lives
+    (unsupervised: no log, no exit code) or "exited" with ``exit: None``."""
+    directory = os.path.abspath(os.fspath(directory))
+    try:
+        kind, st = client.request(directory, client.STATE)
+        if kind == client.OK[0]:
+            return st
+    except client.MonitorUnreachable:
+        pass
+    exit_, saved, mpid = _files(directory)
+    if exit_ is not None:
+        base = saved or {}
+        return {**base, "status": "exited", "exit": exit_, "pid": exit_.get("pid", base.get("pid")),
+                "startedAt": exit_.get("startedAt")}
+    if saved is None:
+        raise NotFound(f"no monitor state in {directory}")
+    if _alive(mpid):
+        # Alive but not answering: it is between recording the exit and leaving.
+        exit_, saved2, _ = _files(directory)
+        if exit_ is not None:
+            return {**(saved2 or saved), "status": "exited", "exit": exit_}
+    running = _alive(saved.get("pid"), saved.get("pidStartTime"))
+    return {**saved, "status": "running" if running else "exited",
+            "exit": None, "monitorDied": True}
+
+
+def _control(directory: str, kind: bytes, payload: dict | None, what: str) -> dict:
+    try:
+        k, data = client.request(os.path.abspath(os.fspath(directory)), kind, payload)
+    except client.MonitorUnreachable:
+        raise Conflict(f"cannot {what}: the process of {directory} is not running") from None
+    if k == client.ERROR[0]:
+        message = data.get("message", f"{what} failed")
+        if kind == client.START and "exitCode" in data and data.get("status") is None:
+            raise StartError(message, int(data["exitCode"]))
+        raise Conflict(f"cannot {what}: {message}")
+    return data
+
+
+def start(directory: str | os.PathLike) -> int:
+    """Let the created process exec; returns its pid. Raises StartError with
+    Docker's message and exit code when the command cannot run (the process has
+    then exited with that code)."""
+    return _control(os.fspath(directory), client.START, None, "start")["pid"]
+
+
+def kill(directory: str | os.PathLike, sig: int | str = _signal.SIGKILL) -> None:
+    """Send ``sig`` (number or name) to the process."""
+    _control(os.fspath(directory), client.KILL, {"signal": signal_number(sig)}, "kill")
+
+
+def resize(directory: str | os.PathLike, height: int, width: int) -> None:
+    """Set the pty size (TIOCSWINSZ); the process must have a terminal."""
+    if not (0 <= height <= 65535 and 0 <= width <= 65535):
+        raise InvalidArgument(f"invalid terminal size {height}x{width}")
+    _control(os.fspath(directory), client.RESIZE, {"height": height, "width": width}, "resize")
+
+
+def _read_exit_or_raise(directory: str) -> dict:
+    st = state(directory)
+    if st.get("status") == "exited" and st.get("exit") is not None:
+        return st["exit"]
+    if st.get("monitorDied"):
+        raise MonitorDied(f"the monitor of {directory} died without recording the exit")
+    return None  # type: ignore[return-value]
+
+
+async def wait_exit(directory: str | os.PathLike) -> dict[str, Any]:
+    """Wait until the process has exited; returns the exit record (exitCode,
+    signal, oomKilled, startedAt, finishedAt, error). Survives the monitor
+    finishing between calls; raises MonitorDied if it died unrecorded."""
+    directory = os.path.abspath(os.fspath(directory))
+    while True:
+        try:
+            sock = client.connect(directory)
+        except client.MonitorUnreachable:
+            sock = None
+        if sock is not None:
+            sock.setblocking(False)
+            reader, writer = await asyncio.open_unix_connection(sock=sock)
+            try:
+                writer.write(client.frame(client.WAIT))
+                await writer.drain()
+                while True:
+                    fr = await client.read_frame_async(reader)
+                    if fr is None:
+                        break
+                    if fr[0] == client.EXIT[0]:
+                        return json.loads(fr[1])
+            except OSError:
+                pass
+            finally:
+                writer.close()
+        exit_ = _read_exit_or_raise(directory)
+        if exit_ is not None:
+            return exit_
+        # The monitor is alive but was finishing: ask again shortly.
+        await asyncio.sleep(0.02)
+
+
+def wait_exit_sync(directory: str | os.PathLike, timeout: float | None = None) -> dict[str, Any]:
+    """Blocking wait_exit, for threads and tests."""
+    return asyncio.run(asyncio.wait_for(wait_exit(directory), timeout))
+
+
+async def stop(directory: str | os.PathLike, timeout: float = 10.0,
+               sig: int | str | None = None) -> dict[str, Any]:
+    """``docker stop``: the stop signal (spec's stopSignal, else SIGTERM), then
+    SIGKILL after ``timeout`` seconds. Returns the exit record."""
+    directory = os.path.abspath(os.fspath(directory))
+    if sig is None:
+        try:
+            sig = read_spec(directory).get("stopSignal") or _signal.SIGTERM
+        except FileNotFoundError:
+            sig = _signal.SIGTERM
+    try:
+        kill(directory, sig)
+    except Conflict:
+        pass
+    try:
+        return await asyncio.wait_for(wait_exit(directory), timeout)
+    except asyncio.TimeoutError:
+        try:
+            kill(directory, _signal.SIGKILL)
+        except Conflict:
+            pass
+        return await wait_exit(directory)

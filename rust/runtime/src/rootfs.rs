@@ -1,0 +1,434 @@
+//! The container's filesystem, built inside its own (new, private) mount namespace:
+//! the overlay rootfs, /proc, /dev, /sys, the spec's mounts, pivot_root, masked and
+//! read-only paths. Since every mount lives in that namespace, nothing is left
+//! mounted on the host when the container's last process exits.
+//!
+//! Mount targets are resolved with openat2(RESOLVE_IN_ROOT) below the rootfs and
+//! mounted through their `/proc/self/fd/N` path, so a symlink planted in an image
+//! (`/data -> /etc` on the host) can never redirect a mount outside the rootfs.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use libc::c_ulong;
+
+use crate::error::{Context, Error, Result};
+use crate::spec::{Mount, Root};
+use crate::sys;
+
+/// What a mount target must be when it has to be created.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+/// Mount flags, propagation and fs data parsed from Docker/OCI option strings.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    pub flags: c_ulong,
+    pub propagation: c_ulong,
+    pub data: Vec<String>,
+}
+
+pub fn parse_options(opts: &[String]) -> Options {
+    let mut o = Options::default();
+    for opt in opts {
+        let (set, clear): (c_ulong, c_ulong) = match opt.as_str() {
+            "ro" => (libc::MS_RDONLY, 0),
+            "rw" => (0, libc::MS_RDONLY),
+            "nosuid" => (libc::MS_NOSUID, 0),
+            "suid" => (0, libc::MS_NOSUID),
+            "nodev" => (libc::MS_NODEV, 0),
+            "dev" => (0, libc::MS_NODEV),
+            "noexec" => (libc::MS_NOEXEC, 0),
+            "exec" => (0, libc::MS_NOEXEC),
+            "sync" => (libc::MS_SYNCHRONOUS, 0),
+            "async" => (0, libc::MS_SYNCHRONOUS),
+            "noatime" => (libc::MS_NOATIME, 0),
+            "atime" => (0, libc::MS_NOATIME),
+            "nodiratime" => (libc::MS_NODIRATIME, 0),
+            "diratime" => (0, libc::MS_NODIRATIME),
+            "relatime" => (libc::MS_RELATIME, 0),
+            "norelatime" => (0, libc::MS_RELATIME),
+            "strictatime" => (libc::MS_STRICTATIME, 0),
+            "nostrictatime" => (0, libc::MS_STRICTATIME),
+            "bind" => (libc::MS_BIND, 0),
+            "rbind" => (libc::MS_BIND | libc::MS_REC, 0),
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => {
+                let base = opt.strip_prefix('r').filter(|b| PROPAGATIONS.iter().any(|(n, _)| n == b));
+                let (name, rec) = match base {
+                    Some(b) => (b, libc::MS_REC),
+                    None => (opt.as_str(), 0),
+                };
+                o.propagation = PROPAGATIONS.iter().find(|(n, _)| *n == name).map_or(0, |(_, p)| *p) | rec;
+                continue;
+            }
+            "mand" | "nomand" | "defaults" => continue,
+            _ => {
+                o.data.push(opt.clone());
+                continue;
+            }
+        };
+        o.flags = (o.flags | set) & !clear;
+    }
+    o
+}
+
+const PROPAGATIONS: &[(&str, c_ulong)] = &[
+    ("private", libc::MS_PRIVATE),
+    ("shared", libc::MS_SHARED),
+    ("slave", libc::MS_SLAVE),
+    ("unbindable", libc::MS_UNBINDABLE),
+];
+
+/// Open `path` (absolute, in container terms) below `root`, creating what is missing
+/// (directories, and a file for the last component when `kind` is File). The result
+/// is an O_PATH fd of the real target, never outside `root`.
+pub fn resolve_in_root(root: RawFd, path: &str, kind: Option<Kind>) -> Result<OwnedFd> {
+    let rel = path.trim_start_matches('/');
+    if rel.is_empty() {
+        return sys::openat2(root, ".", libc::O_PATH | libc::O_DIRECTORY, sys::RESOLVE_IN_ROOT).with_ctx(|| format!("open {path}"));
+    }
+    let resolve = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS;
+    match sys::openat2(root, rel, libc::O_PATH, resolve) {
+        Ok(fd) => return Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && kind.is_some() => {}
+        Err(e) => return Err(Error::io(format!("open {path} in the container rootfs"), e)),
+    }
+    let kind = kind.unwrap();
+    let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let mut parent = sys::openat2(root, ".", libc::O_PATH | libc::O_DIRECTORY, resolve).ctx("open rootfs")?;
+    for (i, comp) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        match sys::openat2(parent.as_raw_fd(), comp, libc::O_PATH, resolve) {
+            Ok(fd) => {
+                parent = fd;
+                continue;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(Error::io(format!("open {path} in the container rootfs"), e)),
+        }
+        if *comp == ".." {
+            return Err(Error::Setup(format!("mount target {path}: cannot create \"..\"")));
+        }
+        let c = sys::cstr(comp).with_ctx(|| format!("path {path}"))?;
+        if last && kind == Kind::File {
+            let fd = unsafe {
+                libc::openat(parent.as_raw_fd(), c.as_ptr(), libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0o644)
+            };
+            match sys::cvt(fd) {
+                Ok(fd) => unsafe { libc::close(fd); },
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => return Err(Error::io(format!("create mount target {path}"), e)),
+            }
+        } else {
+            match sys::cvt(unsafe { libc::mkdirat(parent.as_raw_fd(), c.as_ptr(), 0o755) }) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => return Err(Error::io(format!("create mount target {path}"), e)),
+            }
+        }
+        // An EEXIST above with ENOENT before means a dangling symlink: the re-open
+        // below fails and says so rather than following it.
+        parent = sys::openat2(parent.as_raw_fd(), comp, libc::O_PATH, resolve).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                Error::Setup(format!("mount target {path}: {comp} is a dangling symlink"))
+            } else {
+                Error::io(format!("open {path} in the container rootfs"), e)
+            }
+        })?;
+    }
+    Ok(parent)
+}
+
+/// Make every mount in our namespace private: nothing we mount reaches the host.
+pub fn make_private() -> Result<()> {
+    sys::mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None).ctx("make / rprivate")
+}
+
+/// Mount the container's rootfs on `root.mountpoint` and return an O_PATH fd of it.
+pub fn mount_root(root: &Root) -> Result<OwnedFd> {
+    std::fs::create_dir_all(&root.mountpoint).with_ctx(|| format!("create rootfs mountpoint {}", root.mountpoint))?;
+    if let Some(path) = &root.path {
+        sys::mount(Some(path), &root.mountpoint, None, libc::MS_BIND | libc::MS_REC, None)
+            .with_ctx(|| format!("bind rootfs {path}"))?;
+    } else {
+        mount_overlay(root)?;
+    }
+    sys::open(&root.mountpoint, libc::O_PATH | libc::O_DIRECTORY).with_ctx(|| format!("open rootfs {}", root.mountpoint))
+}
+
+fn mount_overlay(root: &Root) -> Result<()> {
+    for d in root.lowerdirs.iter().chain(&root.upperdir).chain(&root.workdir) {
+        let st = sys::stat(d).with_ctx(|| format!("overlay layer {d}"))?;
+        if !sys::is_dir(&st) {
+            return Err(Error::Setup(format!("overlay layer {d}: not a directory")));
+        }
+    }
+    if root.upperdir.is_none() && root.lowerdirs.len() == 1 {
+        // overlayfs wants two layers without an upper dir; one layer is a bind.
+        return sys::mount(Some(&root.lowerdirs[0]), &root.mountpoint, None, libc::MS_BIND, None)
+            .with_ctx(|| format!("bind rootfs layer {}", root.lowerdirs[0]));
+    }
+    match overlay_fsconfig(root) {
+        Ok(()) => Ok(()),
+        // ENOSYS: no fd mount API; EINVAL: no `lowerdir+` (Linux < 6.8).
+        Err(e) if matches!(e.errno(), Some(libc::ENOSYS) | Some(libc::EINVAL)) => overlay_mount_data(root),
+        Err(e) => Err(e),
+    }
+}
+
+/// Many layers: `lowerdir+` takes one layer per call, so the page-sized limit of a
+/// mount(2) option string never applies.
+fn overlay_fsconfig(root: &Root) -> Result<()> {
+    let fs = sys::fsopen("overlay").ctx("fsopen overlay")?;
+    let fd = fs.as_raw_fd();
+    for l in &root.lowerdirs {
+        sys::fsconfig_string(fd, "lowerdir+", l).with_ctx(|| format!("overlay lowerdir {l}"))?;
+    }
+    if let (Some(u), Some(w)) = (&root.upperdir, &root.workdir) {
+        sys::fsconfig_string(fd, "upperdir", u).with_ctx(|| format!("overlay upperdir {u}"))?;
+        sys::fsconfig_string(fd, "workdir", w).with_ctx(|| format!("overlay workdir {w}"))?;
+    }
+    sys::fsconfig_create(fd).map_err(|e| overlay_error(e, &fs))?;
+    let mnt = sys::fsmount(fd, 0).ctx("fsmount overlay")?;
+    sys::move_mount_to(mnt.as_raw_fd(), &root.mountpoint).with_ctx(|| format!("attach overlay on {}", root.mountpoint))
+}
+
+/// The kernel explains a failed fsconfig CREATE in messages read from the fs fd.
+fn overlay_error(e: std::io::Error, fs: &OwnedFd) -> Error {
+    let mut buf = [0u8; 512];
+    let mut msgs = Vec::new();
+    loop {
+        let n = unsafe { libc::read(fs.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        msgs.push(String::from_utf8_lossy(&buf[..n as usize]).trim().to_string());
+    }
+    if msgs.is_empty() {
+        Error::io("mount overlay rootfs", e)
+    } else {
+        Error::io(format!("mount overlay rootfs ({})", msgs.join("; ")), e)
+    }
+}
+
+fn overlay_mount_data(root: &Root) -> Result<()> {
+    for l in &root.lowerdirs {
+        if l.contains([':', ',']) {
+            return Err(Error::Setup(format!("overlay lowerdir {l}: ':' and ',' are not allowed in layer paths")));
+        }
+    }
+    let mut data = format!("lowerdir={}", root.lowerdirs.join(":"));
+    if let (Some(u), Some(w)) = (&root.upperdir, &root.workdir) {
+        data.push_str(&format!(",upperdir={u},workdir={w}"));
+    }
+    if data.len() >= 4096 {
+        return Err(Error::Setup(format!(
+            "overlay rootfs: {} layers make a {}-byte option string, over the kernel's page limit (Linux 6.8 lifts it)",
+            root.lowerdirs.len(),
+            data.len()
+        )));
+    }
+    sys::mount(Some("overlay"), &root.mountpoint, Some("overlay"), 0, Some(&data)).ctx("mount overlay rootfs")
+}
+
+/// One spec mount, resolved inside `root`.
+pub fn mount_one(root: RawFd, m: &Mount) -> Result<()> {
+    let o = parse_options(&m.options);
+    let is_bind = m.kind == "bind" || o.flags & libc::MS_BIND != 0;
+    let data = o.data.join(",");
+    let dest = &m.destination;
+    if is_bind {
+        let src = m.source.as_deref().unwrap_or_default();
+        let st = sys::stat(src).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                Error::Setup(format!("mount {dest}: bind source path does not exist: {src}"))
+            } else {
+                Error::io(format!("mount {dest}: bind source {src}"), e)
+            }
+        })?;
+        let kind = if sys::is_dir(&st) { Kind::Dir } else { Kind::File };
+        let target = resolve_in_root(root, dest, Some(kind))?;
+        let rec = o.flags & libc::MS_REC;
+        sys::mount(Some(src), &sys::fd_path(&target), None, libc::MS_BIND | rec, None)
+            .with_ctx(|| format!("bind {src} on {dest}"))?;
+        let extra = o.flags & !(libc::MS_BIND | libc::MS_REC);
+        if extra != 0 {
+            // A bind ignores flags; they take effect on a remount of the new mount.
+            let target = resolve_in_root(root, dest, None)?;
+            remount(&sys::fd_path(&target), extra).with_ctx(|| format!("remount {dest} ({})", m.options.join(",")))?;
+        }
+    } else {
+        let target = resolve_in_root(root, dest, Some(Kind::Dir))?;
+        let src = m.source.as_deref().unwrap_or(&m.kind);
+        sys::mount(Some(src), &sys::fd_path(&target), Some(&m.kind), o.flags, Some(&data))
+            .with_ctx(|| format!("mount {} on {dest}", m.kind))?;
+    }
+    if o.propagation != 0 {
+        let target = resolve_in_root(root, dest, None)?;
+        sys::mount(None, &sys::fd_path(&target), None, o.propagation, None).with_ctx(|| format!("set propagation of {dest}"))?;
+    }
+    Ok(())
+}
+
+/// Bind-remount with `flags`, keeping the lock-worthy flags the mount already has
+/// (nosuid, nodev, noexec...) so the kernel accepts it.
+pub fn remount(target: &str, flags: c_ulong) -> std::io::Result<()> {
+    let c = sys::cstr(target)?;
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    let mut keep: c_ulong = 0;
+    if unsafe { libc::statvfs(c.as_ptr(), &mut vfs) } == 0 {
+        for (st, ms) in [
+            (libc::ST_NOSUID, libc::MS_NOSUID),
+            (libc::ST_NODEV, libc::MS_NODEV),
+            (libc::ST_NOEXEC, libc::MS_NOEXEC),
+            (libc::ST_NOATIME, libc::MS_NOATIME),
+            (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+            (libc::ST_RELATIME, libc::MS_RELATIME),
+        ] {
+            if vfs.f_flag & st != 0 {
+                keep |= ms;
+            }
+        }
+    }
+    sys::mount(None, target, None, libc::MS_BIND | libc::MS_REMOUNT | keep | flags, None)
+}
+
+fn has_mount(mounts: &[Mount], dest: &str) -> bool {
+    mounts.iter().any(|m| m.destination.trim_end_matches('/') == dest)
+}
+
+/// /proc, /dev (device nodes, devpts with a private ptmx, shm, mqueue) and a
+/// read-only /sys, unless the spec mounts its own there.
+pub fn mount_defaults(root: RawFd, mounts: &[Mount]) -> Result<()> {
+    let nx = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
+    let simple = |dest: &str, fstype: &str, flags: c_ulong, data: &str| -> Result<()> {
+        if has_mount(mounts, dest) {
+            return Ok(());
+        }
+        let t = resolve_in_root(root, dest, Some(Kind::Dir))?;
+        sys::mount(Some(fstype), &sys::fd_path(&t), Some(fstype), flags, Some(data)).with_ctx(|| format!("mount {fstype} on {dest}"))
+    };
+    simple("/proc", "proc", nx, "")?;
+    if !has_mount(mounts, "/dev") {
+        simple("/dev", "tmpfs", libc::MS_NOSUID | libc::MS_STRICTATIME, "mode=755,size=65536k")?;
+        let dev = resolve_in_root(root, "/dev", None)?;
+        let devfd = sys::openat(dev.as_raw_fd(), ".", libc::O_PATH | libc::O_DIRECTORY, 0).ctx("open /dev")?;
+        make_devices(devfd.as_raw_fd())?;
+    }
+    simple("/dev/pts", "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")?;
+    simple("/dev/shm", "tmpfs", nx, "mode=1777,size=65536k")?;
+    simple("/dev/mqueue", "mqueue", nx, "")?;
+    if !has_mount(mounts, "/sys") {
+        let t = resolve_in_root(root, "/sys", Some(Kind::Dir))?;
+        let target = sys::fd_path(&t);
+        if let Err(e) = sys::mount(Some("sysfs"), &target, Some("sysfs"), nx | libc::MS_RDONLY, None) {
+            // sysfs of a network namespace we do not own cannot be mounted: bind it.
+            if e.raw_os_error() != Some(libc::EPERM) {
+                return Err(Error::io("mount sysfs on /sys", e));
+            }
+            sys::mount(Some("/sys"), &target, None, libc::MS_BIND | libc::MS_REC, None).ctx("bind /sys")?;
+            let t = resolve_in_root(root, "/sys", None)?;
+            remount(&sys::fd_path(&t), libc::MS_RDONLY).ctx("remount /sys read-only")?;
+        }
+    }
+    Ok(())
+}
+
+const DEVICES: &[(&str, u32, u32)] = &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+const DEV_LINKS: &[(&str, &str)] = &[
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+    ("core", "/proc/kcore"),
+];
+
+fn make_devices(dev: RawFd) -> Result<()> {
+    for (name, major, minor) in DEVICES {
+        let c = sys::cstr(name).unwrap();
+        sys::cvt(unsafe { libc::mknodat(dev, c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(*major, *minor)) })
+            .with_ctx(|| format!("mknod /dev/{name}"))?;
+        // mknod obeys the umask; device nodes must be world-usable.
+        sys::cvt(unsafe { libc::fchmodat(dev, c.as_ptr(), 0o666, 0) }).with_ctx(|| format!("chmod /dev/{name}"))?;
+    }
+    for (name, target) in DEV_LINKS {
+        let n = sys::cstr(name).unwrap();
+        let t = sys::cstr(target).unwrap();
+        sys::cvt(unsafe { libc::symlinkat(t.as_ptr(), dev, n.as_ptr()) }).with_ctx(|| format!("symlink /dev/{name}"))?;
+    }
+    Ok(())
+}
+
+/// Enter the rootfs: pivot_root on itself, then detach the old root (which is
+/// stacked under the new one), leaving no path back to the host.
+pub fn pivot(root: &OwnedFd) -> Result<()> {
+    sys::cvt(unsafe { libc::fchdir(root.as_raw_fd()) }).ctx("chdir to rootfs")?;
+    sys::pivot_root(".", ".").ctx("pivot_root")?;
+    sys::umount_detach(".").ctx("detach the old root")?;
+    std::env::set_current_dir("/").ctx("chdir /")?;
+    Ok(())
+}
+
+/// Docker's masked paths: a directory gets an empty read-only tmpfs, anything else
+/// /dev/null; paths missing in this kernel are skipped. Runs after pivot_root.
+pub fn mask_paths(paths: &[String]) -> Result<()> {
+    let root = sys::open("/", libc::O_PATH | libc::O_DIRECTORY).ctx("open /")?;
+    for p in paths {
+        let fd = match resolve_in_root(root.as_raw_fd(), p, None) {
+            Ok(fd) => fd,
+            Err(e) if e.errno() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        let target = sys::fd_path(&fd);
+        let st = sys::fstat(fd.as_raw_fd()).with_ctx(|| format!("stat {p}"))?;
+        if sys::is_dir(&st) {
+            sys::mount(Some("tmpfs"), &target, Some("tmpfs"), libc::MS_RDONLY, Some("size=0")).with_ctx(|| format!("mask {p}"))?;
+        } else {
+            sys::mount(Some("/dev/null"), &target, None, libc::MS_BIND, None).with_ctx(|| format!("mask {p}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Docker's read-only paths (/proc/sys, /proc/sysrq-trigger...): bind each on
+/// itself, then remount read-only.
+pub fn readonly_paths(paths: &[String]) -> Result<()> {
+    let root = sys::open("/", libc::O_PATH | libc::O_DIRECTORY).ctx("open /")?;
+    for p in paths {
+        let fd = match resolve_in_root(root.as_raw_fd(), p, None) {
+            Ok(fd) => fd,
+            Err(e) if e.errno() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        let target = sys::fd_path(&fd);
+        sys::mount(Some(&target), &target, None, libc::MS_BIND | libc::MS_REC, None).with_ctx(|| format!("bind {p}"))?;
+        let fd = resolve_in_root(root.as_raw_fd(), p, None)?;
+        remount(&sys::fd_path(&fd), libc::MS_RDONLY).with_ctx(|| format!("make {p} read-only"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn options_split_into_flags_propagation_and_data() {
+        let o = parse_options(&s(&["rbind", "ro", "nosuid", "rprivate", "mode=755", "size=64k"]));
+        assert_eq!(o.flags, libc::MS_BIND | libc::MS_REC | libc::MS_RDONLY | libc::MS_NOSUID);
+        assert_eq!(o.propagation, libc::MS_PRIVATE | libc::MS_REC);
+        assert_eq!(o.data, s(&["mode=755", "size=64k"]));
+        let o = parse_options(&s(&["ro", "rw", "slave"]));
+        assert_eq!(o.flags, 0);
+        assert_eq!(o.propagation, libc::MS_SLAVE);
+        assert_eq!(parse_options(&s(&["rslave"])).propagation, libc::MS_SLAVE | libc::MS_REC);
+        assert_eq!(parse_options(&s(&["runbindable"])).propagation, libc::MS_UNBINDABLE | libc::MS_REC);
+    }
+}

@@ -10,7 +10,7 @@ import errno
 
 from . import API_VERSION
 from .errors import APIError, ConnectionFailed
-from .transport import Connection, ProtocolError, Response, quote, urlencode
+from .transport import Connection, ProtocolError, RawStream, Response, quote, urlencode
 
 
 def socket_path(host: str) -> str:
@@ -88,6 +88,15 @@ class APIClient:
             finally:
                 resp.close()
         return resp
+
+    def hijack(self, method: str, path: str, params: dict | None = None, body=None) -> RawStream:
+        """An endpoint that upgrades the connection to a raw stream (attach, exec start)."""
+        resp = self.request(method, path, params, body, {"Connection": "Upgrade", "Upgrade": "tcp"})
+        if resp.status not in (101, 200):
+            resp.close()
+            raise ConnectionFailed(f"the daemon did not upgrade {method} {path}: "
+                                   f"{resp.status} {resp.reason}")
+        return resp.conn.hijack()
 
     def _json(self, method: str, path: str, params: dict | None = None, body=None):
         with self.request(method, path, params, body) as resp:

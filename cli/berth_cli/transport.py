@@ -177,6 +177,70 @@ class Connection:
     def close(self) -> None:
         self.sock.close()
 
+    def hijack(self) -> "RawStream":
+        """Take over the socket after an upgrade answer (101, or 200 raw-stream)."""
+        stream = RawStream(self.sock, bytes(self._buf))
+        self._buf.clear()
+        return stream
+
+
+class RawStream:
+    """A hijacked connection (attach, exec): raw bytes both ways.
+
+    Without a tty the daemon multiplexes stdout and stderr into frames of an
+    8-byte header (stream id, 3 zero bytes, big-endian length) and a payload;
+    ``frames`` splits them.
+    """
+
+    STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
+
+    def __init__(self, sock, buffered: bytes = b""):
+        self.sock = sock
+        self._pending = buffered
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv(self, size: int = RECV_SIZE) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending[:size], self._pending[size:]
+            return data
+        return self.sock.recv(size)
+
+    def _recv_exact(self, n: int) -> bytes | None:
+        parts, have = [], 0
+        while have < n:
+            data = self.recv(n - have)
+            if not data:
+                if have:
+                    raise ProtocolError("stream closed in the middle of a frame")
+                return None
+            parts.append(data)
+            have += len(data)
+        return b"".join(parts)
+
+    def frames(self):
+        """Yield (stream id, payload) until the daemon closes the stream."""
+        while True:
+            header = self._recv_exact(8)
+            if header is None:
+                return
+            size = int.from_bytes(header[4:8], "big")
+            payload = self._recv_exact(size) if size else b""
+            if payload is None:
+                raise ProtocolError("stream closed in the middle of a frame")
+            yield header[0], payload
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close_write(self) -> None:
+        """Signal end of stdin while still reading output."""
+        self.sock.shutdown(1)  # SHUT_WR
+
+    def close(self) -> None:
+        self.sock.close()
+
 
 def _file_position(body) -> int:
     """The logical read position (a buffered reader's fd may be ahead of it)."""

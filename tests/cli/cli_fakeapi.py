@@ -9,6 +9,9 @@ import threading
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
+# 2024-01-02T03:04:05Z: "now" for in-process CLI runs, so ages ("2 minutes ago") are stable.
+NOW = 1704164645
+
 
 class Reply:
     def __init__(self, status=200, json_body=None, body=b"", headers=None, chunks=None,

@@ -8,13 +8,10 @@ import os
 import time
 
 import pytest
-from cli_fakeapi import FakeAPI
+from cli_fakeapi import NOW, FakeAPI
 
 from berth_cli.env import Env
 from berth_cli.main import run
-
-# 2024-01-02T03:04:05Z: "now" for every in-process run, so ages are stable.
-NOW = 1704164645
 
 
 class Result:

@@ -167,3 +167,45 @@ def test_query_encoding():
     assert json.loads(encode_filters({"label": ["a=b", "c"], "dangling": ["true"]})) == \
         {"label": {"a=b": True, "c": True}, "dangling": {"true": True}}
     assert encode_filters({}) is None
+
+
+def test_hijacked_stream_with_multiplexed_frames(workdir):
+    """attach/exec: 101 UPGRADED, then raw frames out and raw bytes in."""
+    path = str(workdir / "attach.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(1)
+    received = []
+
+    def frame(stream, data):
+        return bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+
+    def answer():
+        conn, _ = server.accept()
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(4096)
+        received.append(head)
+        # the first frame rides in the same packet as the headers
+        conn.sendall(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
+                     b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n" + frame(1, b"hello "))
+        stdin = b""
+        while True:
+            data = conn.recv(4096)
+            if not data:
+                break
+            stdin += data
+        conn.sendall(frame(2, b"err") + frame(1, stdin.upper()) + frame(1, b""))
+        conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    stream = APIClient(f"unix://{path}").hijack("POST", "/containers/c1/attach",
+                                                {"stream": True, "stdin": True, "stdout": True})
+    stream.sendall(b"typed input")
+    stream.close_write()
+    assert list(stream.frames()) == [(1, b"hello "), (2, b"err"), (1, b"TYPED INPUT"), (1, b"")]
+    stream.close()
+    head = received[0].decode()
+    assert head.startswith("POST /v1.41/containers/c1/attach?stream=1&stdin=1&stdout=1 HTTP/1.1\r\n")
+    assert "Upgrade: tcp\r\n" in head and "Connection: Upgrade\r\n" in head
+    server.close()

@@ -5,8 +5,7 @@ import json
 import os
 
 import pytest
-from cli_fakeapi import Reply
-from conftest import NOW
+from cli_fakeapi import NOW, Reply
 
 BUSYBOX_ID = "sha256:65b69ccfd229b196402817ecf2dc832d13ac31985305695b2d2247df7108416b"
 DANGLING_ID = "sha256:" + "e0" * 32

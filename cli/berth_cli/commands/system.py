@@ -79,9 +79,11 @@ def version_text(client: dict, server: dict | None) -> str:
                 if "Os" in details or "Arch" in details:
                     details["OsArch"] = f"{details.get('Os', '')}/{details.get('Arch', '')}"
                 for key, label in _ENGINE_DETAILS:
-                    if key not in details:
-                        continue
+                    if details.get(key) in (None, ""):
+                        continue  # berthd has no Go version, git commit or build time to show
                     value = _fmt_detail(details[key])
+                    if key == "GoVersion" and "Python" in value:
+                        label = "Python version"  # berthd reports its runtime in Docker's field
                     if key == "ApiVersion" and details.get("MinAPIVersion"):
                         value += f" (minimum version {details['MinAPIVersion']})"
                     lines.append(f"  {label}:\t{value}")

@@ -1,0 +1,176 @@
+"""The container process as a user sees it from inside: exit codes, Docker's exec
+errors, env/cwd/hostname/user, capabilities, fds, namespaces, rlimits."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from berth import runtime as rt
+from berth.errors import InvalidArgument
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
+
+
+def status_field(text: str, name: str) -> str:
+    for line in text.splitlines():
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"{name} not in {text!r}")
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_exit_code_is_recorded(boxes, code):
+    r = boxes.run(["sh", "-c", f"exit {code}"])
+    assert r.code == code
+    assert r.exit["signal"] is None and r.exit["oomKilled"] is False
+    on_disk = json.loads((r.bundle / "exit.json").read_text())
+    assert on_disk == r.exit
+    assert on_disk["finishedAt"].endswith("Z") and on_disk["startedAt"] <= on_disk["finishedAt"]
+    assert rt.state(r.bundle)["status"] == "exited"
+
+
+def test_missing_command_is_127_with_dockers_message(boxes):
+    bundle = boxes.create(["surely-not-here", "arg"])
+    with pytest.raises(rt.StartError) as ei:
+        rt.start(bundle)
+    assert ei.value.exit_code == 127
+    assert ei.value.message == 'exec: "surely-not-here": executable file not found in $PATH'
+    assert ei.value.status == 400
+    exit_ = rt.wait_exit_sync(bundle, timeout=30)
+    assert exit_["exitCode"] == 127
+    assert "executable file not found" in exit_["error"]
+
+
+def test_missing_path_is_127(boxes):
+    bundle = boxes.create(["/nope/cmd"])
+    with pytest.raises(rt.StartError) as ei:
+        rt.start(bundle)
+    assert ei.value.exit_code == 127
+    assert ei.value.message == 'exec: "/nope/cmd": stat /nope/cmd: no such file or directory'
+
+
+@pytest.mark.parametrize("path,text", [("/etc/passwd", "permission denied"), ("/etc", "is a directory")])
+def test_not_executable_is_126(boxes, path, text):
+    bundle = boxes.create([path])
+    with pytest.raises(rt.StartError) as ei:
+        rt.start(bundle)
+    assert ei.value.exit_code == 126
+    assert ei.value.message == f'exec: "{path}": {text}'
+    assert rt.wait_exit_sync(bundle, timeout=30)["exitCode"] == 126
+
+
+def test_env_cwd_hostname_and_pid_namespace(boxes):
+    r = boxes.run(["sh", "-c", 'echo "$GREETING"; pwd; hostname; echo $$; cat /etc/hostname 2>/dev/null; echo "$HOME"'],
+                  process={"env": ["PATH=/bin:/usr/bin", "GREETING=hello there"], "cwd": "/work/dir"},
+                  hostname="my-host")
+    lines = r.out.splitlines()
+    assert lines[0] == "hello there"
+    assert lines[1] == "/work/dir"          # created because it was missing
+    assert lines[2] == "my-host"
+    assert lines[3] == "1"                  # the init of its own pid namespace
+    assert lines[-1] == "/root"             # HOME from /etc/passwd for uid 0
+    assert r.code == 0
+
+
+def test_user_from_numbers(boxes):
+    r = boxes.run(["sh", "-c", "cat /proc/self/status; touch /tmp/f && stat -c %u:%g /tmp/f; pwd"],
+                  process={"user": {"uid": 1000, "gid": 1001, "additionalGids": [10, 29]}, "cwd": "/home/app"})
+    st = r.out
+    assert status_field(st, "Uid").split() == ["1000"] * 4
+    assert status_field(st, "Gid").split() == ["1001"] * 4
+    assert sorted(status_field(st, "Groups").split()) == ["10", "29"]
+    # A non-root user keeps no capabilities after exec (Docker: no ambient set).
+    assert status_field(st, "CapEff") == "0000000000000000"
+    assert "1000:1001" in st
+    assert st.splitlines()[-1] == "/home/app"
+
+
+def test_user_by_name_resolved_in_the_image(boxes):
+    r = boxes.run(["sh", "-c", "id -u; id -g; id -G; echo $HOME"], process={"user": {"name": "daemon"}})
+    assert r.out.split() == ["1", "1", "1", "/usr/sbin"]
+    r = boxes.run(["id"], process={"user": {"name": "root"}})
+    # root is listed in wheel (10) in the image's /etc/group.
+    assert "10(wheel)" in r.out
+
+
+def test_unknown_user_fails_the_create(boxes):
+    bundle, spec = boxes.spec(["id"], process={"user": {"name": "ghost"}})
+    rt.write_spec(bundle, spec)
+    with pytest.raises(Exception) as ei:
+        rt.spawn_monitor(bundle)
+    assert "unable to find user ghost: no matching entries in passwd file" in str(ei.value)
+    assert not (bundle / "monitor.sock").exists()
+
+
+def test_default_capabilities_are_dockers(boxes):
+    r = boxes.run(["cat", "/proc/self/status"])
+    assert status_field(r.out, "CapEff") == "00000000a80425fb"
+    assert status_field(r.out, "CapPrm") == "00000000a80425fb"
+    assert status_field(r.out, "CapBnd") == "00000000a80425fb"
+    assert status_field(r.out, "CapInh") == "0000000000000000"
+    assert status_field(r.out, "CapAmb") == "0000000000000000"
+    assert status_field(r.out, "NoNewPrivs") == "0"
+
+
+def test_cap_add_drop_and_no_new_privileges(boxes):
+    caps = rt.capabilities(cap_add=["NET_ADMIN"], cap_drop=["CHOWN", "MKNOD"])
+    r = boxes.run(["sh", "-c", "cat /proc/self/status; chown 1 /tmp; echo chown=$?"],
+                  process={"capabilities": caps, "noNewPrivileges": True})
+    eff = int(status_field(r.out, "CapEff"), 16)
+    assert eff & (1 << 12)                  # CAP_NET_ADMIN added
+    assert not eff & (1 << 0)               # CAP_CHOWN dropped
+    assert not eff & (1 << 27)              # CAP_MKNOD dropped
+    assert status_field(r.out, "NoNewPrivs") == "1"
+    assert "chown=1" in r.out
+
+
+def test_only_stdio_fds_reach_the_container(boxes):
+    # The shell's own fds, listed while it waits for ls: nothing of the host
+    # (monitor sockets, sync pipes, directories) may be among them.
+    r = boxes.run(["sh", "-c", "ls -l /proc/$$/fd"])
+    fds = dict(line.split()[-3::2] for line in r.out.splitlines() if "->" in line)
+    assert sorted(fds) == ["0", "1", "2"]
+    assert fds["0"] == "/dev/null"
+    assert fds["1"].startswith("pipe:") and fds["2"].startswith("pipe:")
+
+
+def test_cwd_is_inside_the_container(boxes):
+    r = boxes.run(["sh", "-c", "readlink /proc/self/cwd; readlink /proc/1/root; ls /proc/1/cwd/.. >/dev/null && echo ok"],
+                  process={"cwd": "/tmp"})
+    assert r.out.splitlines() == ["/tmp", "/", "ok"]
+
+
+def test_rlimits_are_applied(boxes):
+    r = boxes.run(["sh", "-c", "ulimit -n; ulimit -Hn"],
+                  process={"rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048}]})
+    assert r.out.split() == ["1024", "2048"]
+
+
+def test_rlimit_above_our_hard_limit_is_lowered_not_fatal(boxes):
+    hard = __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)[1]
+    r = boxes.run(["sh", "-c", "ulimit -Hn"],
+                  process={"rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1048576, "hard": 1048576}]})
+    assert int(r.out) <= max(hard, 1048576)
+    assert r.code == 0
+
+
+def test_network_none_has_only_loopback_up(boxes):
+    r = boxes.run(["sh", "-c", "ls /sys/class/net; ip -o link show lo"])
+    names, lo = r.out.splitlines()[:-1], r.out.splitlines()[-1]
+    assert names == ["lo"]
+    assert ",UP" in lo or "<LOOPBACK,UP" in lo
+
+
+def test_bad_specs_are_refused_before_anything_runs(boxes, workdir):
+    bundle, spec = boxes.spec([])
+    with pytest.raises(InvalidArgument, match="no command"):
+        rt.write_spec(bundle, spec)
+    assert not (bundle / "spec.json").exists()
+    bundle, spec = boxes.spec(["true"], namespaces={"net": "bridge"})
+    rt.write_spec(bundle, spec)
+    with pytest.raises(InvalidArgument, match="invalid namespace mode"):
+        rt.spawn_monitor(bundle)
+    assert not (bundle / "monitor.sock").exists()

@@ -66,13 +66,15 @@ class _Tok:
 
     def describe(self) -> str:
         """How Go's parser names a token in "unexpected ..." errors."""
-        if self.kind in ("dot", "ident") or self.kind in ("field", "var"):
-            text = "." if self.kind == "dot" else (
-                self.value if self.kind in ("ident", "var") else "") + "".join("." + c for c in self.chain)
-            return f"<{text}>"
+        if self.kind == "dot":
+            return "<.>"
+        if self.kind in ("ident", "var", "field"):
+            return "<" + (self.value or "") + "".join("." + c for c in self.chain) + ">"
         if self.kind == "string":
             return _go_quote(self.value)
-        return f"{str(self.value)!r}" if self.kind != "number" else f'"{self.value}"'
+        if self.kind == "number":
+            return f'"{self.value}"'
+        return repr(str(self.value))
 
 
 def _is_ident_start(c: str) -> bool:
@@ -551,7 +553,8 @@ class _Parser:
 # -- values as Go prints them ----------------------------------------------------
 
 def go_float(f: float) -> str:
-    """strconv.FormatFloat(f, 'g', -1, 64): shortest digits, %e from exponent 21... no, 6."""
+    """Go's %v of a float64: the shortest digits that round-trip, in %e form when the
+    decimal exponent is below -4 or at least 6 (so 4264000.0 prints "4.264e+06")."""
     if f != f:
         return "NaN"
     if f in (float("inf"), float("-inf")):
@@ -751,7 +754,7 @@ def _ordered(name):
     def compare(a, b):
         _comparable(a, b)
         if not isinstance(a, (int, float, str)) or isinstance(a, bool):
-            raise _FuncError(f"invalid type for comparison")
+            raise _FuncError("invalid type for comparison")
         return {"lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[name]
     return compare
 

@@ -13,12 +13,17 @@ import _socket
 import codecs
 import os
 
+from .errors import CLIError
+
 RECV_SIZE = 1 << 18
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
-class ProtocolError(Exception):
+class ProtocolError(CLIError):
     """The peer broke HTTP framing (bad status line, truncated chunk...)."""
+
+    def __init__(self, message: str):
+        super().__init__(f"error reading the daemon's response: {message}")
 
 
 def quote(text: str, safe: str = "") -> str:

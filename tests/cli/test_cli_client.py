@@ -209,3 +209,27 @@ def test_hijacked_stream_with_multiplexed_frames(workdir):
     assert head.startswith("POST /v1.41/containers/c1/attach?stream=1&stdin=1&stdout=1 HTTP/1.1\r\n")
     assert "Upgrade: tcp\r\n" in head and "Connection: Upgrade\r\n" in head
     server.close()
+
+
+def test_a_stream_cut_short_is_reported(run_cli, workdir):
+    """The daemon dies while `berth events` follows it: the events so far, then an error."""
+    path = str(workdir / "dying.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(1)
+
+    def answer():
+        conn, _ = server.accept()
+        conn.recv(4096)
+        event = json.dumps({"Type": "image", "Action": "tag", "Actor": {"ID": "x", "Attributes": {}},
+                            "time": 1704164645, "timeNano": 1704164645000000000}).encode() + b"\n"
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + b"%x\r\n%s\r\n" % (len(event), event) + b"40\r\n{\"Type\"")
+        conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    r = run_cli("events", host=f"unix://{path}")
+    assert r.code == 1
+    assert r.out == "2024-01-02T03:04:05.000000000Z image tag x\n"
+    assert r.err == ("error reading the daemon's response: connection closed in the middle of a chunk\n")
+    server.close()

@@ -536,8 +536,10 @@ def save_archive(svc: "ImageService", names: list[str], out: BinaryIO) -> None:
                 "Layers": layer_paths,
             })
 
+        # Stream mode (no seeks: ``out`` may be a pipe); tarfile's default
+        # 10 KiB stream buffer costs more than the copying itself.
         tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,
-                           copybufsize=1 << 20)
+                           bufsize=1 << 20, copybufsize=1 << 20)
         try:
             tar.addfile(_tarinfo("blobs", directory=True))
             tar.addfile(_tarinfo("blobs/sha256", directory=True))

@@ -57,7 +57,10 @@ class Env:
 
     @classmethod
     def from_process(cls) -> "Env":
-        return cls(sys.stdin.buffer, sys.stdout.buffer, sys.stderr.buffer)
+        # A stream the parent closed (cron, `<&-`) is None in sys: use /dev/null instead.
+        def binary(stream, mode):
+            return stream.buffer if stream is not None else open(os.devnull, mode)
+        return cls(binary(sys.stdin, "rb"), binary(sys.stdout, "wb"), binary(sys.stderr, "wb"))
 
     def now(self) -> float:
         """Seconds since the epoch (fixed in tests, so "2 minutes ago" is stable)."""

@@ -10,11 +10,12 @@ missing (other interpreters). Pretty printing and templates still use ``json``.
 from __future__ import annotations
 
 try:
+    from _json import encode_basestring as _quote_utf8
     from _json import encode_basestring_ascii as _quote
     from _json import make_scanner as _make_scanner
 except ImportError:  # pragma: no cover - CPython always has _json
     _make_scanner = None
-    _quote = None
+    _quote = _quote_utf8 = None
 
 _WHITESPACE = " \t\n\r"
 
@@ -64,3 +65,56 @@ def quote(text: str) -> str:
         import json
         return json.dumps(text)
     return _quote(text)
+
+
+def _scalar(value) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _quote_utf8(value)
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
+        return float.__repr__(value)
+    if isinstance(value, int):
+        return int.__repr__(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def dumps_indented(value, indent: int = 4) -> str:
+    """Exactly json.dumps(value, indent=indent, ensure_ascii=False), for inspect output."""
+    if _quote_utf8 is None:
+        import json
+        return json.dumps(value, indent=indent, ensure_ascii=False)
+    out: list[str] = []
+
+    def emit(v, depth: int) -> None:
+        if isinstance(v, dict) and v:
+            inner = "\n" + " " * (indent * (depth + 1))
+            out.append("{")
+            for i, (k, item) in enumerate(v.items()):
+                out.append(("," if i else "") + inner + _quote_utf8(str(k)) + ": ")
+                emit(item, depth + 1)
+            out.append("\n" + " " * (indent * depth) + "}")
+        elif isinstance(v, (list, tuple)) and v:
+            inner = "\n" + " " * (indent * (depth + 1))
+            out.append("[")
+            for i, item in enumerate(v):
+                out.append(("," if i else "") + inner)
+                emit(item, depth + 1)
+            out.append("\n" + " " * (indent * depth) + "]")
+        elif isinstance(v, dict):
+            out.append("{}")
+        elif isinstance(v, (list, tuple)):
+            out.append("[]")
+        else:
+            out.append(_scalar(v))
+
+    emit(value, 0)
+    return "".join(out)

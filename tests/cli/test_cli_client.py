@@ -233,3 +233,15 @@ def test_a_stream_cut_short_is_reported(run_cli, workdir):
     assert r.out == "2024-01-02T03:04:05.000000000Z image tag x\n"
     assert r.err == ("error reading the daemon's response: connection closed in the middle of a chunk\n")
     server.close()
+
+
+@pytest.mark.parametrize("value", [
+    [], {}, [{}], [[]], None, True, 0, -5, 1.5, 1e300, 2.5e-7, float("nan"), "", "é\n\"\\\t\u2028<&>",
+    [{"Id": "sha256:x", "RepoTags": ["a:1", "b:2"], "Config": {"Cmd": None, "Env": [], "Labels": {}},
+      "Size": 1982444, "Nested": [[1, [2, {"k": [None, False]}]]], "ünï": "cödé"}],
+])
+def test_inspect_indenter_matches_json_dumps(value):
+    from berth_cli.jsonio import dumps_indented, loads
+    assert dumps_indented(value) == json.dumps(value, indent=4, ensure_ascii=False)
+    if value == value:  # NaN aside, it reads back
+        assert loads(dumps_indented(value)) == value

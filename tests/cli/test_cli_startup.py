@@ -34,12 +34,13 @@ def env(fake_api):
     fake_api.route("GET", "/images/json", Reply(json_body=[
         {"Id": "sha256:" + "a" * 64, "RepoTags": ["busybox:latest"], "RepoDigests": [],
          "Created": 1, "Size": 1, "SharedSize": -1, "Containers": -1}]))
+    fake_api.route("GET", "/images/busybox/json", Reply(json_body={"Id": "sha256:" + "a" * 64, "Size": 1}))
     environ = dict(os.environ, BERTH_HOST=fake_api.host, BERTH_NO_AUTOSTART="1")
     environ.pop("PYTHONDONTWRITEBYTECODE", None)
     return environ
 
 
-@pytest.mark.parametrize("argv", [["images"], ["images", "-q"], ["--help"], ["-v"]])
+@pytest.mark.parametrize("argv", [["images"], ["images", "-q"], ["image", "inspect", "busybox"], ["--help"], ["-v"]])
 def test_common_commands_import_nothing_heavy(env, argv):
     imported = _imported(argv, env)
     assert "berth_cli.main" in imported

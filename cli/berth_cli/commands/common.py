@@ -89,7 +89,5 @@ def inspect_objects(cli, refs: list[str], fmt: str, getter, not_found) -> None:
 
 def indented_json_array(objects: list) -> str:
     """docker's indented inspect output: a JSON array indented by 4 spaces."""
-    if not objects:
-        return "[]\n"
-    import json
-    return json.dumps(objects, indent=4, ensure_ascii=False) + "\n"
+    from ..jsonio import dumps_indented
+    return dumps_indented(objects) + "\n"

@@ -40,6 +40,9 @@ build: deps venv
 	cargo build --release -q -p berth-monitor
 	install -m 0755 target/release/berth-monitor $(VENV)/bin/berth-monitor
 	$(VPY) -m pip install -q --no-build-isolation -e cli
+	# Bytecode ahead of time: the CLI runs thousands of times in scripts, and
+	# PYTHONDONTWRITEBYTECODE environments would otherwise compile on every start.
+	$(VPY) -m compileall -q cli/berth_cli pycore/berth
 
 $(ROOTFS): examples/busybox/make-rootfs.sh
 	sh examples/busybox/make-rootfs.sh $@

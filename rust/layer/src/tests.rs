@@ -171,8 +171,14 @@ fn whiteouts_take_the_overlayfs_form() {
     }
     let t = TempDir::new();
     let root = t.0.join("root");
-    let tar = tar_of(&[("d/", T::Directory, b""), ("d/.wh..wh..opq", T::Regular, b""), (".wh.gone", T::Regular, b"")]);
+    let tar = tar_of(&[
+        ("d/", T::Directory, b""),
+        ("d/.wh..wh..opq", T::Regular, b""),
+        (".wh.gone", T::Regular, b""),
+        (".wh..wh.aufs", T::Regular, b""), // AUFS metadata: skipped
+    ]);
     unpack_bytes(&tar, &t.0, &root).unwrap();
+    assert_eq!(fs::read_dir(&root).unwrap().count(), 2);
     let st = rustix::fs::lstat(root.join("gone")).unwrap();
     assert_eq!(rustix::fs::FileType::from_raw_mode(st.st_mode), rustix::fs::FileType::CharacterDevice);
     assert_eq!(st.st_rdev, 0);

@@ -21,6 +21,7 @@ use crate::root::{clean_components, join, open_in_root, proc_path, remove_all_at
 
 pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
 pub const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
+const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const OVERLAY_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
 const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
@@ -337,6 +338,10 @@ impl Applier {
         if name == WHITEOUT_OPAQUE {
             return rfs::fsetxattr(parent, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
                 .map_err(errno_ctx("marking directory opaque"));
+        }
+        if name.starts_with(WHITEOUT_META_PREFIX) {
+            // AUFS bookkeeping (.wh..wh.plnk, .wh..wh.aufs): meaningless here; Docker skips it too.
+            return Ok(());
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
             if hidden.is_empty() || hidden == b"." || hidden == b".." {

@@ -3,7 +3,6 @@ inspect, history, tag, rmi with Docker's conflict rules, prune, gc, df,
 register_image (pull/build), events and concurrent use."""
 
 import io
-import json
 import os
 import threading
 import time

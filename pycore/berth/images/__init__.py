@@ -10,6 +10,8 @@ Public interface:
 """
 
 from berth.images.reference import Reference, parse_any, parse_normalized
-from berth.images.service import ImageService, LayerBlob, Lease
+from berth.images.lease import Lease
+from berth.images.service import ImageService
+from berth.images.staging import LayerBlob
 
 __all__ = ["ImageService", "LayerBlob", "Lease", "Reference", "parse_any", "parse_normalized"]

@@ -38,8 +38,10 @@ from berth.images.manifest import (Descriptor, Index, build_index, canonical_jso
                                    platform_string)
 from berth.images.reference import Reference, parse_any, parse_normalized
 
+from berth.images.staging import StagedBlob, StagedImage, StagedLayer
+
 if TYPE_CHECKING:
-    from berth.images.service import ImageService, StagedImage
+    from berth.images.service import ImageService
 
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
@@ -206,9 +208,7 @@ def _parse_tag(value: Any, what: str) -> Reference:
 
 # -- load: docker save archives ----------------------------------------------
 
-def _stage_docker(spool: _Spool, svc: "ImageService") -> list["StagedImage"]:
-    from berth.images.service import StagedBlob, StagedImage, StagedLayer
-
+def _stage_docker(spool: _Spool, svc: "ImageService") -> list[StagedImage]:
     entries = parse_json(spool.read("manifest.json", "manifest"), "manifest.json in the archive")
     if not isinstance(entries, list) or not entries:
         raise _invalid("manifest.json is not a non-empty list of images")
@@ -357,9 +357,7 @@ def _resolve_oci(spool: _Spool, desc: Descriptor, platform: dict[str, str], what
     raise _invalid(f"{what}: unsupported media type {desc.media_type!r} for {desc.digest}")
 
 
-def _stage_oci(spool: _Spool, platform: dict[str, str]) -> list["StagedImage"]:
-    from berth.images.service import StagedBlob, StagedImage, StagedLayer
-
+def _stage_oci(spool: _Spool, platform: dict[str, str]) -> list[StagedImage]:
     if spool.has(mt.OCI_LAYOUT_FILE):
         layout = parse_json(spool.read(mt.OCI_LAYOUT_FILE, "oci-layout"), "oci-layout file")
         if not isinstance(layout, dict) or not isinstance(layout.get("imageLayoutVersion"), str):

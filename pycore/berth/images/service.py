@@ -25,10 +25,10 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable
 
 from berth.config import Config
-from berth.content import ContentStore, Writer, digest_bytes
+from berth.content import ContentStore, digest_bytes
 from berth.errors import Conflict, InvalidArgument, NotFound
 from berth.events import EventBus
 from berth.images import mediatypes as mt
@@ -37,6 +37,9 @@ from berth.images.filters import (check_filters, filter_bool, match_labels, pars
 from berth.images.manifest import (Descriptor, ImageConfig, build_manifest, canonical_json,
                                    parse_config, parse_manifest, parse_platform)
 from berth.images.reference import (Reference, familiar_match, parse_any, parse_normalized)
+from berth.images.lease import Lease
+from berth.images.staging import (InstallResult, LayerBlob, StagedBlob, StagedImage,
+                                  StagedLayer)
 from berth.images.timefmt import format_rfc3339nano, now_ns, parse_rfc3339, unix_seconds
 from berth.metadata import Database
 from berth.snapshots import LayerJob, SnapshotStore, chain_ids
@@ -115,114 +118,6 @@ def docker_config(section: dict[str, Any] | None) -> dict[str, Any]:
             out[key] = default
     out.update(section)
     return out
-
-
-@dataclass
-class StagedBlob:
-    """A blob on its way in: bytes in memory, an uncommitted ingest, or a
-    blob already in the content store (``path`` only)."""
-
-    digest: str
-    size: int
-    media_type: str
-    path: str | None = None
-    writer: Writer | None = None
-    data: bytes | None = None
-
-
-@dataclass
-class StagedLayer:
-    blob: StagedBlob
-    diff_id: str
-    name: str
-
-
-@dataclass
-class StagedImage:
-    config: StagedBlob
-    parsed: ImageConfig
-    layers: list[StagedLayer]
-    manifest: StagedBlob | None = None
-    tags: list[Reference] = field(default_factory=list)
-    repo_digests: list[Reference] = field(default_factory=list)
-    parent: str | None = None
-
-    @property
-    def id(self) -> str:
-        return self.config.digest
-
-    def blobs(self) -> list[StagedBlob]:
-        out = [self.config, *(layer.blob for layer in self.layers)]
-        if self.manifest is not None:
-            out.append(self.manifest)
-        return out
-
-
-@dataclass(frozen=True)
-class LayerBlob:
-    """A layer already in the content store, for :meth:`ImageService.register_image`."""
-
-    digest: str
-    media_type: str
-    size: int
-    diff_id: str
-
-
-@dataclass(frozen=True)
-class InstallResult:
-    image_id: str
-    new: bool
-    moved_tags: list[tuple[Reference, str]]  # (tag, image it was taken from)
-
-
-class Lease:
-    """Protects blobs and snapshots an operation is working on from garbage
-    collection. Lease a blob *before* committing it. On release, whatever it
-    held that no image references is removed (unless ``cleanup`` is off)."""
-
-    def __init__(self, service: "ImageService", cleanup: bool = True):
-        self._svc = service
-        self.cleanup = cleanup
-        self.blobs: set[str] = set()
-        self.snapshots: set[str] = set()
-        self._released = False
-
-    def add_blob(self, digest: str) -> None:
-        with self._svc._lease_lock:
-            if digest not in self.blobs:
-                self.blobs.add(digest)
-                self._svc._leased_blobs[digest] += 1
-
-    def add_snapshot(self, chain: str) -> None:
-        with self._svc._lease_lock:
-            if chain not in self.snapshots:
-                self.snapshots.add(chain)
-                self._svc._leased_snapshots[chain] += 1
-
-    def release(self) -> int:
-        """Drop the lease; returns bytes freed by its cleanup."""
-        if self._released:
-            return 0
-        self._released = True
-        with self._svc._lease_lock:
-            for d in self.blobs:
-                self._svc._leased_blobs[d] -= 1
-                if self._svc._leased_blobs[d] <= 0:
-                    del self._svc._leased_blobs[d]
-            for c in self.snapshots:
-                self._svc._leased_snapshots[c] -= 1
-                if self._svc._leased_snapshots[c] <= 0:
-                    del self._svc._leased_snapshots[c]
-        if not self.cleanup:
-            return 0
-        freed, _ = self._svc._sweep(self.blobs, self._svc._top_first(self.snapshots))
-        return freed
-
-    def __enter__(self) -> "Lease":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
 class ImageService:

@@ -251,6 +251,12 @@ class ImageService:
         return [r["chain_id"] for r in self.db.query(
             "SELECT chain_id FROM image_layers WHERE image_id=? ORDER BY idx", (image_id,))]
 
+    def image_layers(self, image_id: str) -> list[LayerBlob]:
+        """The image's layers as stored, base first: what a build on top of
+        it passes to :meth:`register_image` before its own layers."""
+        return [LayerBlob(r["blob_digest"], r["media_type"], r["blob_size"], r["diff_id"])
+                for r in self._layers(image_id)]
+
     def lowerdirs(self, image_id: str) -> list[str]:
         """Overlay lowerdirs for a container of this image, top layer first."""
         return self.snapshots.lowerdirs(self.layer_chain_ids(image_id))

@@ -488,54 +488,63 @@ class ImageService:
 
     def _remove(self, name: str, force: bool, noprune: bool) -> "_Removal":
         removal = _Removal()
-        records, events, doomed = removal.records, removal.events, removal.doomed
-        with self._mutex:
-            image_id = self.resolve(name)
-            labels = self._labels(image_id)
+        try:
+            with self._mutex:
+                self._remove_locked(name, force, noprune, removal)
+        finally:
+            # Slow deletes and events happen outside the lock, and also for
+            # what was done before a conflict stopped the removal.
+            self._finish_remove(removal)
+        return removal
+
+    def _remove_locked(self, name: str, force: bool, noprune: bool, removal: "_Removal") -> None:
+        records, events = removal.records, removal.events
+        image_id = self.resolve(name)
+        labels = self._labels(image_id)
+        tags, digests = self._references(image_id)
+        repo_refs = tags + digests
+        users = self._users(image_id)
+        removed_repository_ref = False
+        if not _is_id_prefix(image_id, name):
+            if not force and _is_single_reference(repo_refs) and users:
+                raise Conflict(
+                    f"conflict: unable to remove repository reference \"{name}\" (must force)"
+                    f" - container {users[0][0][:12]} is using its referenced image"
+                    f" {_short(image_id)}")
+            ref = parse_normalized(name).tag_name_only()
+            if ref.digest is not None:
+                ref = ref.trim().with_digest(ref.digest)
+            self._remove_reference(ref, image_id)
+            records.append({"Untagged": ref.familiar()})
+            events.append((image_id, "untag", image_id, labels))
             tags, digests = self._references(image_id)
-            repo_refs = tags + digests
-            users = self._users(image_id)
-            removed_repository_ref = False
-            if not _is_id_prefix(image_id, name):
-                if not force and _is_single_reference(repo_refs) and users:
-                    raise Conflict(
-                        f"conflict: unable to remove repository reference \"{name}\" (must force)"
-                        f" - container {users[0][0][:12]} is using its referenced image"
-                        f" {_short(image_id)}")
-                ref = parse_normalized(name).tag_name_only()
-                if ref.digest is not None:
-                    ref = ref.trim().with_digest(ref.digest)
+            if ref.digest is None and not any(t.name == ref.name for t in tags):
+                # The last tag of a repository takes its digests with it.
+                for d in [d for d in digests if d.name == ref.name]:
+                    self._remove_reference(d, image_id)
+                    records.append({"Untagged": d.familiar()})
+                tags, digests = self._references(image_id)
+            if tags or digests:
+                return
+            removed_repository_ref = True
+        elif _is_single_reference(repo_refs):
+            hard = self._delete_conflict(image_id, users, force, check_refs=False)
+            if hard is not None:
+                raise hard
+            for ref in repo_refs:
                 self._remove_reference(ref, image_id)
                 records.append({"Untagged": ref.familiar()})
                 events.append((image_id, "untag", image_id, labels))
-                tags, digests = self._references(image_id)
-                if ref.digest is None and not any(t.name == ref.name for t in tags):
-                    # The last tag of a repository takes its digests with it.
-                    for d in [d for d in digests if d.name == ref.name]:
-                        self._remove_reference(d, image_id)
-                        records.append({"Untagged": d.familiar()})
-                    tags, digests = self._references(image_id)
-                if tags or digests:
-                    return self._finish_remove(removal)
-                removed_repository_ref = True
-            elif _is_single_reference(repo_refs):
-                hard = self._delete_conflict(image_id, users, force, check_refs=False)
-                if hard is not None:
-                    raise hard
-                for ref in repo_refs:
-                    self._remove_reference(ref, image_id)
-                    records.append({"Untagged": ref.familiar()})
-                    events.append((image_id, "untag", image_id, labels))
-            self._delete_helper(image_id, removal, force=force, prune=not noprune,
-                                quiet=removed_repository_ref)
-        return self._finish_remove(removal)
+        self._delete_helper(image_id, removal, force=force, prune=not noprune,
+                            quiet=removed_repository_ref)
 
-    def _finish_remove(self, removal: "_Removal") -> "_Removal":
+    def _finish_remove(self, removal: "_Removal") -> None:
         for path in removal.doomed:
             self.snapshots.purge(path)
+        removal.doomed.clear()
         for image_id, action, name, labels in removal.events:
             self._event(image_id, action, name, labels)
-        return removal
+        removal.events.clear()
 
     def _remove_reference(self, ref: Reference, image_id: str) -> None:
         with self.db.transaction() as conn:

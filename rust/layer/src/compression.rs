@@ -97,30 +97,27 @@ impl<R: BufRead> Read for Decoder<R> {
     }
 }
 
-/// A compressing writer; `finish` writes the trailer and returns the sink.
+/// The gzip level to use: 0-9, default 6 (Go's DefaultCompression, as Docker).
+pub fn gzip_level(level: Option<i32>) -> Result<u32> {
+    let level = level.unwrap_or(6);
+    if !(0..=9).contains(&level) {
+        return Err(Error::InvalidArgument(format!("gzip level {level} out of range 0-9")));
+    }
+    Ok(level as u32)
+}
+
+/// A compressing writer for zstd or none (gzip goes through `pgzip`, in
+/// parallel); `finish` writes the trailer and returns the sink.
 pub enum Encoder<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
     Plain(W),
 }
 
 impl<W: Write> Encoder<W> {
-    /// `level`: gzip 0-9 (default 6, Go's DefaultCompression), zstd 1-22 (default 3).
-    pub fn new(kind: Compression, sink: W, level: Option<i32>) -> Result<Self> {
+    /// `level`: zstd 1-22 (default 3). `workers`: zstd threads; the frame is
+    /// the same for any count >= 1, so packing stays reproducible.
+    pub fn new(kind: Compression, sink: W, level: Option<i32>, workers: u32) -> Result<Self> {
         Ok(match kind {
-            Compression::Gzip => {
-                let level = level.unwrap_or(6);
-                if !(0..=9).contains(&level) {
-                    return Err(Error::InvalidArgument(format!(
-                        "gzip level {level} out of range 0-9"
-                    )));
-                }
-                // The gzip header carries no name and mtime 0: same bytes on every run.
-                let enc = flate2::GzBuilder::new()
-                    .operating_system(255)
-                    .write(sink, flate2::Compression::new(level as u32));
-                Encoder::Gzip(enc)
-            }
             Compression::Zstd => {
                 let level = level.unwrap_or(3);
                 let range = zstd::compression_level_range();
@@ -131,8 +128,9 @@ impl<W: Write> Encoder<W> {
                         range.end()
                     )));
                 }
-                let enc = zstd::stream::write::Encoder::new(sink, level)
+                let mut enc = zstd::stream::write::Encoder::new(sink, level)
                     .map_err(|e| Error::io("starting zstd encoder", e))?;
+                enc.multithread(workers.max(1)).map_err(|e| Error::io("starting zstd workers", e))?;
                 Encoder::Zstd(enc)
             }
             Compression::None => {
@@ -143,12 +141,12 @@ impl<W: Write> Encoder<W> {
                 }
                 Encoder::Plain(sink)
             }
+            Compression::Gzip => unreachable!("gzip is compressed by pgzip"),
         })
     }
 
     pub fn finish(self) -> io::Result<W> {
         match self {
-            Encoder::Gzip(e) => e.finish(),
             Encoder::Zstd(e) => e.finish(),
             Encoder::Plain(w) => Ok(w),
         }
@@ -158,7 +156,6 @@ impl<W: Write> Encoder<W> {
 impl<W: Write> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Encoder::Gzip(e) => e.write(buf),
             Encoder::Zstd(e) => e.write(buf),
             Encoder::Plain(w) => w.write(buf),
         }
@@ -166,7 +163,6 @@ impl<W: Write> Write for Encoder<W> {
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
-            Encoder::Gzip(e) => e.write_all(buf),
             Encoder::Zstd(e) => e.write_all(buf),
             Encoder::Plain(w) => w.write_all(buf),
         }
@@ -174,9 +170,38 @@ impl<W: Write> Write for Encoder<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Encoder::Gzip(e) => e.flush(),
             Encoder::Zstd(e) => e.flush(),
             Encoder::Plain(w) => w.flush(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zstd_frames_do_not_depend_on_worker_count() {
+        // Large enough for zstd to cut several jobs.
+        let data: Vec<u8> = (0..24u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 27) as u8 ^ (i / 4096) as u8).collect();
+        let frame = |workers| {
+            let mut e = Encoder::new(Compression::Zstd, Vec::new(), None, workers).unwrap();
+            e.write_all(&data).unwrap();
+            e.finish().unwrap()
+        };
+        let one = frame(1);
+        assert_eq!(one, frame(2));
+        assert_eq!(one, frame(4));
+        assert_eq!(zstd::decode_all(&one[..]).unwrap(), data);
+    }
+
+    #[test]
+    fn detection_and_names() {
+        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
+        assert_eq!(Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
+        assert_eq!(Compression::detect(b"etc/"), Compression::None);
+        assert_eq!(Compression::detect(b""), Compression::None);
+        assert!("lz4".parse::<Compression>().is_err());
+        assert!(gzip_level(Some(10)).is_err() && gzip_level(None).unwrap() == 6);
     }
 }

@@ -9,6 +9,7 @@
 mod compression;
 mod error;
 mod pack;
+mod pgzip;
 mod pipe;
 mod root;
 mod unpack;

@@ -19,7 +19,8 @@ use berth_digest::HashingWriter;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::compression::{Compression, Encoder};
+use crate::compression::{gzip_level, Compression, Encoder};
+use crate::pgzip;
 use crate::error::{Error, Result};
 use crate::pipe::{chunk_pipe, ChunkReader, ChunkWriter, CHUNK};
 use crate::root::proc_path;
@@ -63,10 +64,16 @@ pub fn pack_layer(source: &Path, output: &Path, opts: &PackOptions) -> Result<Pa
 
 /// Pack the directory `src` into `out`.
 pub fn pack_to(src: OwnedFd, out: File, opts: &PackOptions) -> Result<PackStats> {
-    let encoder = Encoder::new(opts.compression, HashingWriter::new(BufWriter::with_capacity(CHUNK, out)), opts.level)?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let sink = HashingWriter::new(BufWriter::with_capacity(CHUNK, out));
+    // Arguments are checked before any thread starts or byte is written.
+    let compressor = match opts.compression {
+        Compression::Gzip => Compressor::Gzip(gzip_level(opts.level)?, sink),
+        other => Compressor::Stream(Encoder::new(other, sink, opts.level, workers as u32)?),
+    };
     let (sender, reader) = chunk_pipe();
     let (walked, compressed) = std::thread::scope(|s| {
-        let compressor = s.spawn(move || compress(reader, encoder));
+        let compressing = s.spawn(move || compress(reader, compressor, workers));
         let mut tar = TarWriter::new(HashingWriter::new(ChunkWriter::new(sender)));
         let walked = (|| {
             let mut packer = Packer { tar: &mut tar, links: HashMap::new(), overlay: opts.overlay_upper };
@@ -77,7 +84,7 @@ pub fn pack_to(src: OwnedFd, out: File, opts: &PackOptions) -> Result<PackStats>
         let (mut chunks, diff, uncompressed) = tar.into_inner().into_parts();
         let flushed = chunks.flush();
         drop(chunks);
-        let compressed = compressor.join().expect("layer compressor thread panicked");
+        let compressed = compressing.join().expect("layer compressor thread panicked");
         (walked.and(flushed.map_err(|e| Error::io("writing tar stream", e))).map(|_| (diff, uncompressed)), compressed)
     });
     // A failed compressor makes the walker fail with a broken pipe: report the cause.
@@ -88,18 +95,28 @@ pub fn pack_to(src: OwnedFd, out: File, opts: &PackOptions) -> Result<PackStats>
 
 type Sink = HashingWriter<BufWriter<File>>;
 
-fn compress(mut reader: ChunkReader, mut encoder: Encoder<Sink>) -> Result<(String, u64)> {
+enum Compressor {
+    Gzip(u32, Sink),
+    Stream(Encoder<Sink>),
+}
+
+fn compress(mut reader: ChunkReader, compressor: Compressor, workers: usize) -> Result<(String, u64)> {
     let werr = |e| Error::io("writing layer output", e);
-    loop {
-        let chunk = reader.peek();
-        if chunk.is_empty() {
-            break;
+    let sink = match compressor {
+        Compressor::Gzip(level, sink) => pgzip::compress(|| reader.take_chunk(), sink, level, workers).map_err(werr)?,
+        Compressor::Stream(mut encoder) => {
+            loop {
+                let chunk = reader.peek();
+                if chunk.is_empty() {
+                    break;
+                }
+                let n = chunk.len();
+                encoder.write_all(chunk).map_err(werr)?;
+                reader.consume(n);
+            }
+            encoder.finish().map_err(werr)?
         }
-        let n = chunk.len();
-        encoder.write_all(chunk).map_err(werr)?;
-        reader.consume(n);
-    }
-    let sink = encoder.finish().map_err(werr)?;
+    };
     let (mut buffered, hash, count) = sink.into_parts();
     buffered.flush().map_err(werr)?;
     Ok((hash.oci_digest(), count))

@@ -96,6 +96,19 @@ impl ChunkReader {
     pub fn consume(&mut self, n: usize) {
         self.pos += n;
     }
+
+    /// The rest of the current chunk, or the next one, as an owned buffer; None at EOF.
+    pub fn take_chunk(&mut self) -> Option<Vec<u8>> {
+        if self.peek().is_empty() {
+            return None;
+        }
+        let mut chunk = std::mem::take(&mut self.current);
+        if self.pos > 0 {
+            chunk.drain(..self.pos);
+        }
+        self.pos = 0;
+        Some(chunk)
+    }
 }
 
 impl Read for ChunkReader {

@@ -118,3 +118,32 @@ def dumps_indented(value, indent: int = 4) -> str:
 
     emit(value, 0)
     return "".join(out)
+
+
+def dumps(value) -> str:
+    """Compact JSON (json.dumps(value, separators=(",", ":"), ensure_ascii=False)),
+    for request bodies on the hot path (`run` posts its container config)."""
+    if _quote_utf8 is None:
+        import json
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    out: list[str] = []
+
+    def emit(v) -> None:
+        if isinstance(v, dict):
+            out.append("{")
+            for i, (k, item) in enumerate(v.items()):
+                out.append(("," if i else "") + _quote_utf8(str(k)) + ":")
+                emit(item)
+            out.append("}")
+        elif isinstance(v, (list, tuple)):
+            out.append("[")
+            for i, item in enumerate(v):
+                if i:
+                    out.append(",")
+                emit(item)
+            out.append("]")
+        else:
+            out.append(_scalar(v))
+
+    emit(value)
+    return "".join(out)

@@ -69,6 +69,13 @@ class Connection:
 
     def request(self, method: str, target: str, headers: dict[str, str] | None = None,
                 body=None) -> "Response":
+        self.send_request(method, target, headers, body)
+        return self._read_response(method)
+
+    def send_request(self, method: str, target: str, headers: dict[str, str] | None = None,
+                     body=None) -> None:
+        """Send a request without waiting for its answer (``read_response`` reads it), so
+        that requests on several connections can be in flight at once (run's attach and wait)."""
         head = [f"{method} {target} HTTP/1.1", "Host: berth", "User-Agent: berth-cli"]
         chunked = False
         length = None
@@ -95,7 +102,6 @@ class Connection:
             # The daemon may answer (an error) before reading the whole body;
             # its answer explains more than the broken pipe does.
             pass
-        return self._read_response(method)
 
     def _send_body(self, body, length: int | None, chunked: bool) -> None:
         if length is not None and hasattr(body, "fileno"):
@@ -156,6 +162,9 @@ class Connection:
         data = bytes(self._buf[:n])
         del self._buf[:n]
         return data
+
+    def read_response(self, method: str) -> "Response":
+        return self._read_response(method)
 
     def _read_response(self, method: str) -> "Response":
         while True:

@@ -289,3 +289,18 @@ def test_layer_cannot_smuggle_overlay_xattrs(workdir):
 def test_missing_source(workdir):
     with pytest.raises(_native.LayerError, match=r"opening layer .*nope.*No such file"):
         _native.unpack_layer(str(workdir / "nope.tgz"), str(workdir / "root"))
+
+
+def test_oversized_pax_header_is_refused(workdir):
+    # Extension headers are read into memory: capped at 1 MiB, as Go's reader caps them,
+    # so a small gzip bomb cannot make the daemon allocate gigabytes.
+    layer = LayerTar().file("f", b"x", pax_headers={"comment": "A" * (2 << 20)}).write(workdir / "l.tgz")
+    assert layer.stat().st_size < 20_000
+    with pytest.raises(_native.LayerError, match=r"corrupt tar stream: .*PAX header of \d+ bytes is over the 1048576-byte limit"):
+        _native.unpack_layer(str(layer), str(workdir / "root"))
+
+
+def test_pax_sparse_is_refused_not_misread(workdir):
+    layer = LayerTar().file("f", b"x", pax_headers={"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}).write(workdir / "l.tgz")
+    with pytest.raises(_native.LayerError, match=r"PAX sparse files .* are not supported"):
+        _native.unpack_layer(str(layer), str(workdir / "root"))

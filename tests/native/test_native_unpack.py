@@ -311,3 +311,35 @@ def test_sha256_of_layer_matches_hashlib_on_large_stream(workdir):
     assert r["diff_id"] == "sha256:" + hashlib.sha256(tar).hexdigest()
     assert r["digest"] == "sha256:" + hashlib.sha256(raw).hexdigest()
     assert (workdir / "root/b").read_bytes() == data[::-1]
+
+
+def test_gnu_sparse_files_stay_sparse(workdir):
+    src = workdir / "src"
+    src.mkdir()
+    with open(src / "sparse", "wb") as f:
+        f.truncate(64 << 20)
+        for off in (0, 10 << 20, (64 << 20) - 5):
+            f.seek(off)
+            f.write(b"hello")
+    subprocess.run(["tar", "--sparse", "--format=gnu", "-C", str(src), "-cf", str(workdir / "l.tar"), "sparse"],
+                   check=True)
+    with tarfile.open(workdir / "l.tar") as t:
+        assert t.getmember("sparse").issparse()
+    result = _native.unpack_layer(str(workdir / "l.tar"), str(workdir / "root"))
+    out = workdir / "root/sparse"
+    assert out.stat().st_size == 64 << 20
+    assert out.read_bytes() == (src / "sparse").read_bytes()
+    assert out.stat().st_blocks * 512 < 1 << 20  # holes were not written
+    assert result["size"] == 64 << 20  # apparent size, holes included
+
+
+def test_v7_directory_marked_by_trailing_slash(workdir):
+    tar = bytearray(LayerTar(format=tarfile.GNU_FORMAT).file("olddir/", b"").file("olddir/f", b"x").bytes())
+    # Turn the first entry's type into v7 "regular" ('\0') and fix its checksum.
+    tar[156] = 0
+    tar[148:156] = b" " * 8
+    tar[148:156] = b"%06o\0 " % sum(tar[:512])
+    (workdir / "l.tar").write_bytes(bytes(tar))
+    _native.unpack_layer(str(workdir / "l.tar"), str(workdir / "root"))
+    assert (workdir / "root/olddir").is_dir()
+    assert (workdir / "root/olddir/f").read_bytes() == b"x"

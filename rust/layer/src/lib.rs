@@ -12,6 +12,7 @@ mod pack;
 mod pgzip;
 mod pipe;
 mod root;
+mod tarstream;
 mod unpack;
 
 use std::fs::File;

@@ -6,7 +6,7 @@
 //! tree. Every entry goes through [`Root`], so nothing lands outside the target.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
@@ -18,13 +18,13 @@ use crate::compression::{Compression, Decoder};
 use crate::error::{Error, Result};
 use crate::pipe::{chunk_pipe, ChunkReader, ChunkSender, CHUNK};
 use crate::root::{clean_components, join, open_in_root, proc_path, remove_all_at, Root};
+use crate::tarstream::{Entry, Kind, TarError, TarReader, Time};
 
 pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
 pub const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
 const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const OVERLAY_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
-const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
 
 #[derive(Clone, Debug, Default)]
 pub struct UnpackOptions {
@@ -184,22 +184,21 @@ fn produce(
 
 /// Parse the tar from `reader` and apply every entry; returns (bytes, entries, diffID).
 fn apply_stream(root: Root, reader: ChunkReader) -> Result<(u64, u64, String)> {
-    let tar_err = |e: io::Error| Error::Stream { format: "tar", reason: e.to_string() };
+    let tar_err = |e: TarError| Error::Stream { format: "tar", reason: e.to_string() };
     let mut applier = Applier::new(root);
-    let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries().map_err(tar_err)? {
-        let mut entry = entry.map_err(tar_err)?;
-        applier.apply(&mut entry)?;
+    let mut tar = TarReader::new(reader);
+    while let Some(entry) = tar.next_entry().map_err(tar_err)? {
+        applier.apply(&mut tar, entry)?;
     }
     // Read to the end so the diffID covers the padding after the end-of-archive blocks.
-    let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(tar_err)?;
+    let mut rest = tar.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| tar_err(e.into()))?;
     applier.finish()?;
     let diff_id = rest.hasher().expect("reader hashes chunks").oci_digest();
     Ok((applier.size, applier.entries, diff_id))
 }
 
-/// Metadata of one entry, PAX records applied.
+/// Metadata of one entry, as applied to the file.
 struct Meta {
     mode: u32,
     uid: u32,
@@ -213,69 +212,23 @@ struct Applier {
     chown: bool,
     /// Directory mtimes are set last: creating children would move them.
     dir_times: Vec<(Vec<u8>, Timestamps)>,
-    buf: Vec<u8>,
     size: u64,
     entries: u64,
 }
 
-fn ts(sec: i64, nsec: i64) -> Timespec {
-    Timespec { tv_sec: sec, tv_nsec: nsec as _ }
+fn timespec(t: Time) -> Timespec {
+    Timespec { tv_sec: t.sec, tv_nsec: t.nsec as _ }
 }
 
-/// A PAX time: decimal seconds with an optional fraction ("1700000000.5").
-fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
-    let s = std::str::from_utf8(v).ok()?;
-    let (neg, s) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s),
-    };
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    let sec: i64 = int.parse().ok()?;
-    let mut nsec: i64 = 0;
-    for (i, c) in frac.bytes().take(9).enumerate() {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        nsec += (c - b'0') as i64 * 10i64.pow(8 - i as u32);
-    }
-    Some(if neg {
-        if nsec > 0 { ts(-sec - 1, 1_000_000_000 - nsec) } else { ts(-sec, 0) }
-    } else {
-        ts(sec, nsec)
-    })
-}
-
-fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
-    let h = entry.header();
-    let mode = h.mode()? & 0o7777;
-    let too_big = |what| io::Error::new(io::ErrorKind::InvalidData, format!("{what} does not fit in 32 bits"));
-    let uid = u32::try_from(h.uid()?).map_err(|_| too_big("uid"))?;
-    let gid = u32::try_from(h.gid()?).map_err(|_| too_big("gid"))?;
-    let mtime = ts(h.mtime()? as i64, 0);
-    let mut times = Timestamps { last_access: mtime, last_modification: mtime };
-    let mut xattrs = Vec::new();
-    if let Some(exts) = entry.pax_extensions()? {
-        for ext in exts {
-            let ext = ext?;
-            let key = ext.key_bytes();
-            if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
-                // Only whiteout entries may make overlay metadata: a layer that
-                // carries trusted.overlay.* itself could redirect lookups.
-                if !name.starts_with(OVERLAY_XATTR_PREFIX) {
-                    xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
-                }
-            } else if key == b"mtime" {
-                if let Some(t) = parse_pax_time(ext.value_bytes()) {
-                    times.last_modification = t;
-                }
-            } else if key == b"atime" {
-                if let Some(t) = parse_pax_time(ext.value_bytes()) {
-                    times.last_access = t;
-                }
-            }
-        }
-    }
-    Ok(Meta { mode, uid, gid, times, xattrs })
+fn meta_of(entry: &Entry) -> Result<Meta, String> {
+    let uid = u32::try_from(entry.uid).map_err(|_| format!("uid {} does not fit in 32 bits", entry.uid))?;
+    let gid = u32::try_from(entry.gid).map_err(|_| format!("gid {} does not fit in 32 bits", entry.gid))?;
+    let mtime = timespec(entry.mtime);
+    let times = Timestamps { last_access: entry.atime.map_or(mtime, timespec), last_modification: mtime };
+    // Only whiteout entries may make overlay metadata: a layer that carries
+    // trusted.overlay.* itself could redirect overlayfs lookups.
+    let xattrs = entry.xattrs.iter().filter(|(k, _)| !k.starts_with(OVERLAY_XATTR_PREFIX)).cloned().collect();
+    Ok(Meta { mode: entry.mode, uid, gid, times, xattrs })
 }
 
 fn ctx(what: &'static str) -> impl Fn(io::Error) -> String {
@@ -294,31 +247,25 @@ fn xattr_unsupported(name: &[u8], e: Errno) -> bool {
 
 impl Applier {
     fn new(root: Root) -> Self {
-        Self {
-            root,
-            chown: rustix::process::geteuid().is_root(),
-            dir_times: Vec::new(),
-            buf: vec![0u8; CHUNK],
-            size: 0,
-            entries: 0,
-        }
+        Self { root, chown: rustix::process::geteuid().is_root(), dir_times: Vec::new(), size: 0, entries: 0 }
     }
 
-    fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+    fn apply<R: BufRead>(&mut self, tar: &mut TarReader<R>, entry: Entry) -> Result<()> {
         self.entries += 1;
-        let path = entry.path_bytes().into_owned();
-        self.apply_inner(entry, &path).map_err(|reason| Error::entry(&path, reason))
+        self.apply_inner(tar, &entry).map_err(|reason| Error::entry(&entry.path, reason))
     }
 
-    fn apply_inner<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, path: &[u8]) -> Result<(), String> {
-        let kind = entry.header().entry_type();
-        if kind.is_pax_global_extensions() {
-            return Ok(());
+    fn apply_inner<R: BufRead>(&mut self, tar: &mut TarReader<R>, entry: &Entry) -> Result<(), String> {
+        let kind = entry.kind;
+        match kind {
+            Kind::Ignored => return Ok(()),
+            Kind::Unsupported(t) => return Err(format!("unsupported entry type {:?}", t as char)),
+            _ => {}
         }
-        let meta = read_meta(entry).map_err(ctx("bad header"))?;
-        let comps = clean_components(path);
+        let meta = meta_of(entry)?;
+        let comps = clean_components(&entry.path);
         let Some((name, parent_comps)) = comps.split_last() else {
-            if !kind.is_dir() {
+            if kind != Kind::Directory {
                 return Err("only a directory may stand for the layer root".into());
             }
             return self.apply_root(&meta);
@@ -355,41 +302,38 @@ impl Applier {
             return self.chown_at(parent, hidden, &meta);
         }
 
-        if kind.is_file() || kind.is_contiguous() || kind.is_gnu_sparse() {
-            self.regular_file(entry, parent, name, &meta)
-        } else if kind.is_dir() {
-            self.directory(parent, name, &comps, &meta)
-        } else if kind.is_symlink() {
-            let target = entry.link_name_bytes().ok_or("symlink without a target")?.into_owned();
-            self.create(parent, name, || rfs::symlinkat(target.as_slice(), parent, name))
-                .map_err(ctx("creating symlink"))?;
-            self.chown_at(parent, name, &meta)?;
-            self.xattrs_at(parent, name, &meta)?;
-            rfs::utimensat(parent, name, &meta.times, AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(errno_ctx("setting times"))
-        } else if kind.is_hard_link() {
-            let target = entry.link_name_bytes().ok_or("hard link without a target")?.into_owned();
-            self.hard_link(parent, name, &target)
-        } else if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
-            let (ftype, dev) = if kind.is_fifo() {
-                (FileType::Fifo, 0)
-            } else {
-                let h = entry.header();
-                let major = h.device_major().map_err(ctx("bad device number"))?.unwrap_or(0);
-                let minor = h.device_minor().map_err(ctx("bad device number"))?.unwrap_or(0);
-                let t = if kind.is_block_special() { FileType::BlockDevice } else { FileType::CharacterDevice };
-                (t, rfs::makedev(major, minor))
-            };
-            self.create(parent, name, || rfs::mknodat(parent, name, ftype, Mode::from_raw_mode(0o600), dev))
-                .map_err(ctx("creating device node"))?;
-            self.chown_at(parent, name, &meta)?;
-            rfs::chmodat(parent, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())
-                .map_err(errno_ctx("setting mode"))?;
-            self.xattrs_at(parent, name, &meta)?;
-            rfs::utimensat(parent, name, &meta.times, AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(errno_ctx("setting times"))
-        } else {
-            Err(format!("unsupported entry type {:?}", kind.as_byte() as char))
+        match kind {
+            Kind::Regular => self.regular_file(tar, entry, parent, name, &meta),
+            Kind::Directory => self.directory(parent, name, &comps, &meta),
+            Kind::Symlink => {
+                let target = entry.link.as_slice();
+                if target.is_empty() {
+                    return Err("symlink without a target".into());
+                }
+                self.create(parent, name, || rfs::symlinkat(target, parent, name))
+                    .map_err(ctx("creating symlink"))?;
+                self.chown_at(parent, name, &meta)?;
+                self.xattrs_at(parent, name, &meta)?;
+                rfs::utimensat(parent, name, &meta.times, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(errno_ctx("setting times"))
+            }
+            Kind::HardLink => self.hard_link(parent, name, &entry.link),
+            Kind::Char | Kind::Block | Kind::Fifo => {
+                let (ftype, dev) = match kind {
+                    Kind::Fifo => (FileType::Fifo, 0),
+                    Kind::Block => (FileType::BlockDevice, rfs::makedev(entry.dev_major, entry.dev_minor)),
+                    _ => (FileType::CharacterDevice, rfs::makedev(entry.dev_major, entry.dev_minor)),
+                };
+                self.create(parent, name, || rfs::mknodat(parent, name, ftype, Mode::from_raw_mode(0o600), dev))
+                    .map_err(ctx("creating device node"))?;
+                self.chown_at(parent, name, &meta)?;
+                rfs::chmodat(parent, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())
+                    .map_err(errno_ctx("setting mode"))?;
+                self.xattrs_at(parent, name, &meta)?;
+                rfs::utimensat(parent, name, &meta.times, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(errno_ctx("setting times"))
+            }
+            Kind::Ignored | Kind::Unsupported(_) => unreachable!("handled above"),
         }
     }
 
@@ -406,21 +350,31 @@ impl Applier {
         }
     }
 
-    fn regular_file<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, parent: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> Result<(), String> {
+    fn regular_file<R: BufRead>(
+        &mut self,
+        tar: &mut TarReader<R>,
+        entry: &Entry,
+        parent: BorrowedFd<'_>,
+        name: &[u8],
+        meta: &Meta,
+    ) -> Result<(), String> {
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd: OwnedFd = self
             .create(parent, name, || rfs::openat(parent, name, flags, Mode::from_raw_mode(0o600)))
             .map_err(ctx("creating file"))?;
         let mut file = File::from(fd);
-        loop {
-            let n = match entry.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("reading content: {e}")),
-            };
-            file.write_all(&self.buf[..n]).map_err(ctx("writing file"))?;
-            self.size += n as u64;
+        match &entry.sparse {
+            None => self.copy_data(tar, &mut file, u64::MAX)?,
+            Some(sparse) => {
+                // Runs land at their offsets; the holes stay holes.
+                for &(offset, len) in &sparse.runs {
+                    file.seek(SeekFrom::Start(offset)).map_err(ctx("writing file"))?;
+                    self.copy_data(tar, &mut file, len)?;
+                }
+                file.set_len(sparse.real_size).map_err(ctx("writing file"))?;
+                // `size` counts file sizes, holes included.
+                self.size += sparse.real_size - entry.size;
+            }
         }
         // Order matters: chown clears setuid bits and file capabilities, so mode
         // and xattrs come after it; times come last.
@@ -438,6 +392,22 @@ impl Applier {
             }
         }
         rfs::futimens(&file, &meta.times).map_err(errno_ctx("setting times"))
+    }
+
+    /// Write up to `limit` bytes of the entry's data straight from the stream buffer.
+    fn copy_data<R: BufRead>(&mut self, tar: &mut TarReader<R>, file: &mut File, mut limit: u64) -> Result<(), String> {
+        while limit > 0 {
+            let data = tar.data(limit.min(CHUNK as u64) as usize).map_err(|e| format!("reading content: {e}"))?;
+            if data.is_empty() {
+                break;
+            }
+            let n = data.len();
+            file.write_all(data).map_err(ctx("writing file"))?;
+            tar.consume_data(n);
+            self.size += n as u64;
+            limit -= n as u64;
+        }
+        Ok(())
     }
 
     fn directory(&mut self, parent: BorrowedFd<'_>, name: &[u8], comps: &[&[u8]], meta: &Meta) -> Result<(), String> {
@@ -548,18 +518,5 @@ impl Applier {
                 .map_err(|e| Error::entry(&path, format!("setting directory times: {}", io::Error::from(e))))?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pax_times() {
-        assert_eq!(parse_pax_time(b"1700000000"), Some(ts(1700000000, 0)));
-        assert_eq!(parse_pax_time(b"1700000000.25"), Some(ts(1700000000, 250_000_000)));
-        assert_eq!(parse_pax_time(b"-1.5"), Some(ts(-2, 500_000_000)));
-        assert_eq!(parse_pax_time(b"x"), None);
     }
 }

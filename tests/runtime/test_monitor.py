@@ -335,3 +335,67 @@ def _wait_file(path, timeout=30):
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} never appeared")
         time.sleep(0.02)
+
+
+# restart, cgroups
+
+
+def test_a_bundle_can_run_again_and_keeps_its_upper_dir(boxes):
+    bundle = boxes.create(["sh", "-c", "cat /count 2>/dev/null || echo none; echo again >> /count"])
+    with rt.attach(bundle) as a:
+        rt.start(bundle)
+        assert a.collect()[0] == b"none\n"
+    rt.spawn_monitor(bundle)                 # `docker restart`: same bundle, new monitor
+    assert rt.state(bundle)["status"] == "created"
+    with rt.attach(bundle) as a:
+        rt.start(bundle)
+        out, _, exit_ = a.collect()
+    assert out == b"again\n" and exit_["exitCode"] == 0
+    logs = [json.loads(x)["log"] for x in (bundle / "container.log").read_text().splitlines()]
+    assert logs == ["none\n", "again\n"]
+
+
+def test_a_second_monitor_for_a_live_bundle_is_refused(boxes):
+    bundle = boxes.create(["sleep", "1000"])
+    first = rt.state(bundle)["monitorPid"]
+    with pytest.raises(Conflict, match="already has a running monitor"):
+        rt.spawn_monitor(bundle)
+    assert rt.state(bundle)["monitorPid"] == first
+    rt.start(bundle)
+    assert rt.state(bundle)["status"] == "running"
+
+
+@pytest.fixture
+def memory_cgroup():
+    base = "/sys/fs/cgroup/memory"
+    if not os.path.exists(os.path.join(base, "cgroup.procs")):
+        pytest.skip("no cgroup v1 memory controller")
+    path = os.path.join(base, f"berth-rt-test-{os.getpid()}-{time.monotonic_ns()}")
+    os.mkdir(path)
+    yield path
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.rmdir(path)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_cgroup_join_and_oom_kill_is_recorded(boxes, memory_cgroup):
+    with open(os.path.join(memory_cgroup, "memory.limit_in_bytes"), "w") as f:
+        f.write(str(16 * 1024 * 1024))
+    name = os.path.basename(memory_cgroup)
+    r = boxes.run(["sh", "-c", "grep memory /proc/self/cgroup; x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"],
+                  cgroupPaths=[memory_cgroup])
+    assert f"memory:/{name}" in r.out
+    assert "survived" not in r.out
+    assert r.exit["oomKilled"] is True
+    assert r.code == 137 and r.exit["signal"] == 9
+
+
+def test_no_oom_flag_without_an_oom(boxes, memory_cgroup):
+    r = boxes.run(["true"], cgroupPaths=[memory_cgroup])
+    assert r.code == 0 and r.exit["oomKilled"] is False

@@ -68,7 +68,7 @@ def _error_from_monitor(stderr: str, what: str) -> BerthError:
         return StartError(message, code)
     if message.startswith("invalid spec") or "does not exist" in message:
         return InvalidArgument(message)
-    if "is not running" in message:
+    if "is not running" in message or "already has a running monitor" in message:
         return Conflict(message)
     return SystemError_(message)
 

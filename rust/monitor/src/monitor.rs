@@ -107,6 +107,12 @@ pub fn run(mode: Mode, report_w: OwnedFd) -> i32 {
         Ok(fd) => fd,
         Err(e) => return report_error(report_w, &e),
     };
+    // One monitor per directory: a second one would steal the socket.
+    if std::os::unix::net::UnixStream::connect("monitor.sock").is_ok() {
+        let pid = std::fs::read_to_string("monitor.pid").unwrap_or_default();
+        let e = Error::Setup(format!("{} already has a running monitor (pid {})", dir, pid.trim()));
+        return report_error(report_w, &e);
+    }
     // Leftovers of an earlier run of this bundle (a restart) would be misread.
     for f in ["exit.json", "state.json", "monitor.pid"] {
         let _ = std::fs::remove_file(f);
@@ -251,7 +257,7 @@ fn create(mode: &Mode, sigfd: OwnedFd) -> Result<Monitor, Error> {
         pid_start_time: pid_start_time(pid),
         cgroup_paths,
     };
-    write_atomic("monitor.pid", format!("{}\n", std::process::id()).as_bytes())
+    write_atomic("monitor.pid", format!("{}\n", std::process::id()).as_bytes(), false)
         .map_err(|e| Error::io("write monitor.pid", e))?;
     m.write_state();
     Ok(m)
@@ -308,16 +314,22 @@ fn listen(name: &str) -> Result<OwnedFd, Error> {
     Ok(fd)
 }
 
-/// write temp + fsync + rename: readers see the old file or the whole new one.
-fn write_atomic(name: &str, data: &[u8]) -> std::io::Result<()> {
+/// write temp + rename: readers see the old file or the whole new one. `durable`
+/// adds the fsyncs that make it survive a power loss too (the exit record);
+/// monitor.pid and state.json describe processes a power loss ends anyway.
+fn write_atomic(name: &str, data: &[u8], durable: bool) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = format!(".{name}.tmp");
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(data)?;
-    f.sync_all()?;
+    if durable {
+        f.sync_all()?;
+    }
     std::fs::rename(&tmp, name)?;
-    if let Ok(d) = std::fs::File::open(".") {
-        let _ = d.sync_all();
+    if durable {
+        if let Ok(d) = std::fs::File::open(".") {
+            let _ = d.sync_all();
+        }
     }
     Ok(())
 }
@@ -369,7 +381,7 @@ impl Monitor {
 
     fn write_state(&self) {
         let data = serde_json::to_vec(&self.state_json()).unwrap();
-        if let Err(e) = write_atomic("state.json", &data) {
+        if let Err(e) = write_atomic("state.json", &data, false) {
             eprintln!("berth-monitor: write state.json: {e}");
         }
     }
@@ -723,7 +735,7 @@ impl Monitor {
         }
         let exit = self.exit_json();
         let data = serde_json::to_vec(&exit).unwrap();
-        if let Err(e) = write_atomic("exit.json", &data) {
+        if let Err(e) = write_atomic("exit.json", &data, true) {
             eprintln!("berth-monitor: write exit.json: {e}");
         }
         self.write_state();

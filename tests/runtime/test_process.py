@@ -130,7 +130,7 @@ def test_cap_add_drop_and_no_new_privileges(boxes):
 def test_only_stdio_fds_reach_the_container(boxes):
     # The shell's own fds, listed while it waits for ls: nothing of the host
     # (monitor sockets, sync pipes, directories) may be among them.
-    r = boxes.run(["sh", "-c", "ls -l /proc/$$/fd"])
+    r = boxes.run(["sh", "-c", "ls -l /proc/$$/fd; true"])
     fds = dict(line.split()[-3::2] for line in r.out.splitlines() if "->" in line)
     assert sorted(fds) == ["0", "1", "2"]
     assert fds["0"] == "/dev/null"
@@ -174,3 +174,41 @@ def test_bad_specs_are_refused_before_anything_runs(boxes, workdir):
     with pytest.raises(InvalidArgument, match="invalid namespace mode"):
         rt.spawn_monitor(bundle)
     assert not (bundle / "monitor.sock").exists()
+
+
+def test_joining_another_containers_namespaces(boxes):
+    first = boxes.create(["sleep", "1000"])
+    rt.start(first)
+    pid = rt.state(first)["pid"]
+    r = boxes.run(["sh", "-c", "for n in net ipc uts; do readlink /proc/self/ns/$n; done; hostname"],
+                  namespaces={"net": f"/proc/{pid}/ns/net", "ipc": f"/proc/{pid}/ns/ipc"},
+                  hostname="second")
+    net, ipc, uts, hostname = r.out.split()
+    assert net == os.readlink(f"/proc/{pid}/ns/net")
+    assert ipc == os.readlink(f"/proc/{pid}/ns/ipc")
+    assert uts != os.readlink(f"/proc/{pid}/ns/uts") and hostname == "second"
+
+
+def test_host_pid_namespace(boxes):
+    r = boxes.run(["sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'"], namespaces={"pid": "host"})
+    pid, count = r.out.split()
+    assert int(pid) != 1 and int(pid) == r.exit["pid"]
+    assert int(count) > 5                   # the host's processes are visible
+
+
+def test_a_leaked_fd_of_the_invoker_does_not_reach_the_container(boxes, workdir):
+    bundle, spec = boxes.spec(["sh", "-c", "ls /proc/$$/fd; true"])
+    rt.write_spec(bundle, spec)
+    leak = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)   # inheritable, as a careless daemon might
+    try:
+        import subprocess
+        proc = subprocess.run([rt.monitor_binary(), str(bundle)], pass_fds=(leak,), capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        mpid = json.loads(proc.stdout)["monitorPid"]
+        assert str(leak) not in os.listdir(f"/proc/{mpid}/fd")
+        with rt.attach(bundle) as a:
+            rt.start(bundle)
+            out, _, _ = a.collect()
+        assert out.split() == [b"0", b"1", b"2"]
+    finally:
+        os.close(leak)

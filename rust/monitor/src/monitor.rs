@@ -103,6 +103,7 @@ pub fn run(mode: Mode, report_w: OwnedFd) -> i32 {
     if let Err(e) = detach(&dir) {
         return report_error(report_w, &e);
     }
+    close_inherited_fds(report_w.as_raw_fd());
     let sigfd = match block_signals() {
         Ok(fd) => fd,
         Err(e) => return report_error(report_w, &e),
@@ -141,6 +142,19 @@ fn detach(dir: &str) -> Result<(), Error> {
     }
     let _ = sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
     Ok(())
+}
+
+/// Whatever fds the invoker leaked to us (a daemon's sockets) are not ours to hold
+/// for the container's lifetime.
+fn close_inherited_fds(keep: RawFd) {
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
+        Err(_) => return,
+    };
+    for fd in fds.into_iter().filter(|&fd| fd > 2 && fd != keep) {
+        // The directory fd used for the listing is already closed: EBADF, harmless.
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// SIGCHLD through a signalfd; termination signals are blocked (the daemon talks

@@ -42,6 +42,7 @@ pub fn create_container(spec: &Spec, stdio: ChildStdio) -> Result<Created> {
         sys::setns(fd.as_raw_fd(), libc::CLONE_NEWPID).with_ctx(|| format!("join pid namespace {path}"))?;
     }
     let (parent, child) = sys::seqpacket_pair().ctx("socketpair")?;
+    non_dumpable()?;
     let pid = sys::fork_into(flags).ctx("clone the container's init")?;
     if pid == 0 {
         drop(parent);
@@ -87,6 +88,7 @@ pub fn create_exec(init_pid: pid_t, cgroup_paths: &[String], process: &Process, 
         }
     }
     let (parent, child) = sys::seqpacket_pair().ctx("socketpair")?;
+    non_dumpable()?;
     let pid = sys::fork_into(0).ctx("fork the exec process")?;
     if pid == 0 {
         drop(parent);
@@ -96,6 +98,14 @@ pub fn create_exec(init_pid: pid_t, cgroup_paths: &[String], process: &Process, 
     drop(stdio);
     drop(fds);
     wait_ready(pid, parent, "exec process")
+}
+
+/// Forked children inherit this: an exec'd process is visible in the container's
+/// pid namespace from its first instant, and must never be dumpable there, or a
+/// container process could open its /proc/<pid>/exe (our binary) or fds
+/// (CVE-2019-5736). execve makes the final program dumpable again.
+fn non_dumpable() -> Result<()> {
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).ctx("make the monitor non-dumpable")
 }
 
 fn wait_ready(pid: pid_t, chan: OwnedFd, what: &str) -> Result<Created> {

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from berth.api import events, images, system
+from berth.api import events, images, registry, system
 from berth.api.context import ENGINE, engine_of
 from berth.api.errors import error_middleware
 from berth.api.routing import add_common_headers, add_routes, version_middleware
@@ -19,7 +19,7 @@ from berth.api.routing import add_common_headers, add_routes, version_middleware
 if TYPE_CHECKING:
     from berth.daemon.engine import Engine
 
-ROUTE_GROUPS = (system.ROUTES, images.ROUTES, events.ROUTES)
+ROUTE_GROUPS = (system.ROUTES, images.ROUTES, events.ROUTES, registry.ROUTES)
 
 __all__ = ["make_app", "ENGINE", "engine_of"]
 

@@ -17,7 +17,6 @@ from aiohttp import web
 
 from berth.api.context import engine_of
 from berth.api.responses import json_response
-from berth.api.errors import NotImplementedYet
 from berth.api.params import parse_filters, query_bool
 from berth.api.streams import JSONStream, mark_streaming, progress_message
 from berth.errors import BerthError, InvalidArgument
@@ -138,10 +137,8 @@ def _reference(repo: str, tag: str) -> str | None:
 async def create_image(request: web.Request) -> web.StreamResponse:
     query = request.query
     if query.get("fromImage"):
-        ref = query["fromImage"] + (f":{query['tag']}" if query.get("tag") else "")
-        raise NotImplementedYet(
-            f"cannot pull {ref}: pulling from a registry is not supported by this daemon yet; "
-            "use import (fromSrc) or load")
+        from berth.api.registry import pull_image
+        return await pull_image(request)
     source = query.get("fromSrc")
     if not source:
         raise InvalidArgument("missing query parameter: fromSrc (import) or fromImage (pull)")

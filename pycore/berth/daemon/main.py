@@ -40,6 +40,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="socket to serve, unix://PATH (env BERTH_HOST, "
                              "default unix:///run/berth/berth.sock)")
     parser.add_argument("-D", "--debug", action="store_true", help="log every request")
+    parser.add_argument("--registry-mirror", action="append", default=[], metavar="URL",
+                        help="preferred Docker Hub mirror (repeatable)")
+    parser.add_argument("--insecure-registry", action="append", default=[], metavar="HOST|CIDR",
+                        help="registry reachable over plain HTTP or unverified TLS (repeatable)")
     parser.add_argument("-v", "--version", action="version", version=f"berthd {__version__}")
     return parser.parse_args(argv)
 
@@ -116,7 +120,7 @@ def _remove_socket(path: str, inode: int) -> None:
         pass
 
 
-async def serve(config: Config, sock: socket.socket, debug: bool) -> None:
+async def serve(config: Config, sock: socket.socket, debug: bool, registry_options=None) -> None:
     import asyncio
     import concurrent.futures
 
@@ -138,6 +142,9 @@ async def serve(config: Config, sock: socket.socket, debug: bool) -> None:
     loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP received: nothing to reload")
 
     engine = Engine(config, debug=debug)
+    if registry_options is not None:
+        from berth.api.registry import configure as configure_registry
+        configure_registry(engine, registry_options)
     await asyncio.to_thread(engine.start)
     runner = web.AppRunner(make_app(engine), handle_signals=False,
                            access_log=logging.getLogger("berth.access") if debug else None,
@@ -160,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = Config.from_env(args.root, args.host)
+        from berth.registry.hosts import RegistryOptions
+        registry_options = RegistryOptions(args.registry_mirror, args.insecure_registry)
         path = config.socket
-    except ValueError as exc:
+    except (ValueError, BerthError) as exc:
         print(f"berthd: {exc}", file=sys.stderr)
         return 2
     if not os.path.isabs(path):
@@ -176,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         sock = bind_socket(path)
         inode = os.lstat(path).st_ino
         import asyncio
-        asyncio.run(serve(config, sock, args.debug))
+        asyncio.run(serve(config, sock, args.debug, registry_options))
         return 0
     except StartupError as exc:
         log.error("%s", exc)

@@ -96,6 +96,15 @@ def test_user_by_name_resolved_in_the_image(boxes):
     assert "10(wheel)" in r.out
 
 
+def test_group_add_by_name_and_number(boxes):
+    r = boxes.run(["sh", "-c", "id -G"], process={"user": {"uid": 1, "gid": 1, "additionalGroups": ["wheel", "4000"]}})
+    assert sorted(r.out.split()) == ["1", "10", "4000"]
+    bundle, spec = boxes.spec(["id"], process={"user": {"additionalGroups": ["nosuchgroup"]}})
+    rt.write_spec(bundle, spec)
+    with pytest.raises(Exception, match="unable to find group nosuchgroup"):
+        rt.spawn_monitor(bundle)
+
+
 def test_unknown_user_fails_the_create(boxes):
     bundle, spec = boxes.spec(["id"], process={"user": {"name": "ghost"}})
     rt.write_spec(bundle, spec)

@@ -4,7 +4,8 @@ The spec is berth's OCI-runtime-like document read by ``berth-monitor`` (the Rus
 types in rust/runtime/src/spec.rs are the reference; unknown keys are rejected
 there). Shape, camelCase keys::
 
-    process:   args, env ["K=V"], cwd, user {uid, gid, additionalGids, name},
+    process:   args, env ["K=V"], cwd, user {uid, gid, additionalGids,
+               additionalGroups (names, --group-add), name ("user[:group]")},
                terminal, openStdin, stdinOnce, consoleSize {height, width},
                capabilities (list of names, or {bounding, effective, permitted,
                inheritable, ambient}; absent = Docker's default set),

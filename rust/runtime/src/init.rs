@@ -268,6 +268,12 @@ fn prepare_exec(process: &Process, stdio: &ChildStdio, console: bool) -> Result<
     let named = spec_user.name.as_deref().map(|n| user::resolve(n, &passwd, &group)).transpose()?;
     let (uid, gid) = named.as_ref().map_or((spec_user.uid, spec_user.gid), |u| (u.uid, u.gid));
     let mut groups = spec_user.additional_gids.clone();
+    for g in &spec_user.additional_groups {
+        let gid = user::resolve_group(g, &group)?;
+        if !groups.contains(&gid) {
+            groups.push(gid);
+        }
+    }
     for g in named.iter().flat_map(|u| u.additional_gids.iter()) {
         if !groups.contains(g) {
             groups.push(*g);

@@ -85,6 +85,10 @@ pub struct User {
     pub gid: u32,
     #[serde(default)]
     pub additional_gids: Vec<u32>,
+    /// `docker run --group-add`: group names or numbers, resolved inside the
+    /// container through its /etc/group.
+    #[serde(default)]
+    pub additional_groups: Vec<String>,
     /// `user[:group]` (names or numbers), resolved inside the container through its
     /// /etc/passwd and /etc/group like `docker run -u`; overrides uid/gid and adds the
     /// user's supplementary groups to `additionalGids`.

@@ -83,6 +83,17 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser> {
     Ok(user)
 }
 
+/// A `--group-add` entry: a number, or a name from the group file.
+pub fn resolve_group(g: &str, group: &str) -> Result<u32> {
+    if let Ok(gid) = g.parse::<u32>() {
+        return Ok(gid);
+    }
+    group_entries(group)
+        .find(|(name, _, _)| *name == g)
+        .map(|(_, gid, _)| gid)
+        .ok_or_else(|| Error::Setup(format!("unable to find group {g}: no matching entries in group file")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +111,13 @@ mod tests {
         assert_eq!((u.uid, u.gid, u.home.as_str()), (4242, 77, "/"));
         let u = resolve("4242", "", "").unwrap();
         assert_eq!((u.uid, u.gid), (4242, 0));
+    }
+
+    #[test]
+    fn group_add_entries() {
+        assert_eq!(resolve_group("audio", GROUP).unwrap(), 29);
+        assert_eq!(resolve_group("4000", GROUP).unwrap(), 4000);
+        assert!(resolve_group("video", GROUP).unwrap_err().to_string().contains("unable to find group video"));
     }
 
     #[test]

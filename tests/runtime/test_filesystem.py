@@ -104,8 +104,20 @@ def test_bind_source_must_exist(boxes, workdir):
     rt.write_spec(bundle, spec)
     with pytest.raises(InvalidArgument, match=f"bind source path does not exist: {workdir / 'nope'}"):
         rt.spawn_monitor(bundle)
-    assert not (bundle / "monitor.sock").exists()
+    # Nothing half-made: no monitor files, no log, no process, no mount.
+    assert sorted(os.listdir(bundle)) == ["rootfs", "spec.json"]
+    assert os.listdir(bundle / "rootfs") == []
     assert host_mounts_under(bundle.parent) == []
+    assert subprocess.run(["pgrep", "-f", str(bundle)], capture_output=True).stdout == b""
+
+
+def test_unwritable_log_path_fails_the_create_cleanly(boxes, workdir):
+    bundle, spec = boxes.spec(["true"], logPath=str(workdir / "no-such-dir" / "c.log"))
+    rt.write_spec(bundle, spec)
+    with pytest.raises(Exception, match="open log"):
+        rt.spawn_monitor(bundle)
+    assert sorted(os.listdir(bundle)) == ["rootfs", "spec.json"]
+    assert subprocess.run(["pgrep", "-f", str(bundle)], capture_output=True).stdout == b""
 
 
 def test_masked_and_readonly_paths(boxes):

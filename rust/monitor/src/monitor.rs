@@ -91,8 +91,15 @@ fn report(w: &OwnedFd, line: &str) {
 fn report_error(w: OwnedFd, e: &Error) -> i32 {
     let msg = json!({"message": e.to_string(), "exitCode": e.exit_code()});
     report(&w, &format!("error {msg}"));
-    eprintln!("berth-monitor: {e}");
     1
+}
+
+/// A failed create leaves nothing of ours in the directory: the caller has the
+/// error, and there is no process to describe.
+fn remove_own_files() {
+    for f in ["monitor.sock", "monitor.pid", "state.json", "monitor.log"] {
+        let _ = std::fs::remove_file(f);
+    }
 }
 
 pub fn run(mode: Mode, report_w: OwnedFd) -> i32 {
@@ -126,7 +133,10 @@ pub fn run(mode: Mode, report_w: OwnedFd) -> i32 {
             m.serve();
             0
         }
-        Err(e) => report_error(report_w, &e),
+        Err(e) => {
+            remove_own_files();
+            report_error(report_w, &e)
+        }
     }
 }
 
@@ -195,10 +205,6 @@ fn create(mode: &Mode, sigfd: OwnedFd) -> Result<Monitor, Error> {
             (exec.process, container.cgroup_paths, None)
         }
     };
-    let log = match &log_path {
-        Some(p) => Some(JsonLog::open(p).map_err(|e| Error::io(format!("open log {p}"), e))?),
-        None => None,
-    };
     let mut outputs = Vec::new();
     let mut stdin = None;
     let stdio = if process.terminal {
@@ -228,6 +234,16 @@ fn create(mode: &Mode, sigfd: OwnedFd) -> Result<Monitor, Error> {
         }
     };
     let pid = created.pid;
+    let log = match &log_path {
+        Some(p) => match JsonLog::open(p) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                discard(&created);
+                return Err(Error::io(format!("open log {p}"), e));
+            }
+        },
+        None => None,
+    };
     let mut terminal = None;
     if let Some(master) = &created.master {
         let dup = unsafe { libc::fcntl(master.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
@@ -245,7 +261,13 @@ fn create(mode: &Mode, sigfd: OwnedFd) -> Result<Monitor, Error> {
     if let Some(s) = &stdin {
         set_nonblocking(s.as_raw_fd());
     }
-    let listener = listen("monitor.sock")?;
+    let listener = match listen("monitor.sock") {
+        Ok(l) => l,
+        Err(e) => {
+            discard(&created);
+            return Err(e);
+        }
+    };
     let now = logfile::timestamp();
     let m = Monitor {
         created: Some(created),
@@ -275,6 +297,14 @@ fn create(mode: &Mode, sigfd: OwnedFd) -> Result<Monitor, Error> {
         .map_err(|e| Error::io("write monitor.pid", e))?;
     m.write_state();
     Ok(m)
+}
+
+/// Kill and reap a created process we cannot go on with.
+fn discard(created: &Created) {
+    unsafe {
+        libc::kill(created.pid, libc::SIGKILL);
+        libc::waitpid(created.pid, std::ptr::null_mut(), 0);
+    }
 }
 
 /// The init pid of the container whose monitor serves `<bundle>/monitor.sock`.

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
@@ -78,9 +79,17 @@ fn with_bytes<R: Send>(py: Python<'_>, data: &Bound<'_, PyAny>, f: impl FnOnce(&
 }
 
 /// Streaming sha256 (SHA-NI when the CPU has it), hashlib-compatible.
-#[pyclass(name = "Sha256", module = "berth._native")]
+// frozen + Mutex: updates from several Python threads serialise (as hashlib's
+// do) instead of failing on a busy borrow while the GIL is released.
+#[pyclass(name = "Sha256", module = "berth._native", frozen)]
 struct PySha256 {
-    inner: berth_digest::Sha256,
+    inner: Mutex<berth_digest::Sha256>,
+}
+
+impl PySha256 {
+    fn state(&self) -> berth_digest::Sha256 {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 #[pymethods]
@@ -92,24 +101,24 @@ impl PySha256 {
         if let Some(data) = data {
             with_bytes(py, data, |b| inner.update(b))?;
         }
-        Ok(Self { inner })
+        Ok(Self { inner: Mutex::new(inner) })
     }
 
-    fn update(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let inner = &mut self.inner;
-        with_bytes(py, data, |b| inner.update(b))
+    fn update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let inner = &self.inner;
+        with_bytes(py, data, |b| inner.lock().unwrap_or_else(|p| p.into_inner()).update(b))
     }
 
     fn hexdigest(&self) -> String {
-        self.inner.hexdigest()
+        self.state().hexdigest()
     }
 
     fn digest<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.digest())
+        PyBytes::new(py, &self.state().digest())
     }
 
     fn copy(&self) -> Self {
-        Self { inner: self.inner.clone() }
+        Self { inner: Mutex::new(self.state()) }
     }
 
     #[getter]

@@ -10,6 +10,7 @@ from __future__ import annotations
 TOP_LEVEL: dict[str, tuple[str, str]] = {
     # management commands
     "image": ("images", "IMAGE"),
+    "registry": ("registry", "REGISTRY"),
     "system": ("system", "SYSTEM"),
     # shortcuts and single commands
     "events": ("system", "EVENTS"),
@@ -19,6 +20,10 @@ TOP_LEVEL: dict[str, tuple[str, str]] = {
     "info": ("system", "INFO"),
     "inspect": ("inspect", "INSPECT"),
     "load": ("images", "LOAD"),
+    "login": ("registry", "LOGIN"),
+    "logout": ("registry", "LOGOUT"),
+    "pull": ("registry", "PULL"),
+    "push": ("registry", "PUSH"),
     "rmi": ("images", "RMI"),
     "save": ("images", "SAVE"),
     "tag": ("images", "TAG"),

@@ -399,3 +399,34 @@ def test_cgroup_join_and_oom_kill_is_recorded(boxes, memory_cgroup):
 def test_no_oom_flag_without_an_oom(boxes, memory_cgroup):
     r = boxes.run(["true"], cgroupPaths=[memory_cgroup])
     assert r.code == 0 and r.exit["oomKilled"] is False
+
+
+def test_several_clients_see_the_same_output(boxes):
+    bundle = boxes.create(["sh", "-c", "echo a; echo b >&2"])
+    with rt.attach(bundle) as both, rt.attach(bundle, stderr=False) as out_only, \
+            rt.attach(bundle, stdout=False, stderr=False) as none:
+        rt.start(bundle)
+        assert both.collect()[:2] == (b"a\n", b"b\n")
+        assert out_only.collect()[:2] == (b"a\n", b"")
+        assert none.collect()[:2] == (b"", b"")
+
+
+def test_without_stdin_once_stdin_outlives_an_attach(boxes):
+    bundle = boxes.create(["sh", "-c", "read a; read b; echo $a$b"], process={"openStdin": True})
+    with rt.attach(bundle) as watcher:
+        with rt.attach(bundle, stdin=True) as first:
+            rt.start(bundle)
+            first.write_stdin(b"one\n")
+            first.close_stdin()              # the container's stdin stays open
+        with rt.attach(bundle, stdin=True) as second:
+            second.write_stdin(b"two\n")
+        out, _, exit_ = watcher.collect()
+    assert out == b"onetwo\n" and exit_["exitCode"] == 0
+
+
+def test_large_output_is_not_lost(boxes):
+    r = boxes.run(["sh", "-c", "head -c 3000000 /dev/urandom | od -An -tx1 -v"])
+    assert r.code == 0
+    logged = "".join(x["log"] for x in r.log_records())
+    assert logged == r.out
+    assert len(r.stdout) == 3000000 // 16 * 49

@@ -71,7 +71,8 @@ struct Monitor {
     stdin_once: bool,
     terminal: Option<RawFd>,
     log: Option<JsonLog>,
-    listener: OwnedFd,
+    /// None once the exit is recorded: late connections are refused at once.
+    listener: Option<OwnedFd>,
     clients: Vec<Client>,
     sigfd: OwnedFd,
     cgroup_paths: Vec<String>,
@@ -286,7 +287,7 @@ fn create(mode: &Mode, sigfd: OwnedFd) -> Result<Monitor, Error> {
         stdin_once: process.stdin_once,
         terminal,
         log,
-        listener,
+        listener: Some(listener),
         clients: Vec::new(),
         sigfd,
         oom_before: oom_kills(&cgroup_paths),
@@ -469,7 +470,7 @@ impl Monitor {
             let mut pfds: Vec<libc::pollfd> = Vec::new();
             let pfd = |fd: RawFd, events: libc::c_short| libc::pollfd { fd, events, revents: 0 };
             pfds.push(pfd(self.sigfd.as_raw_fd(), libc::POLLIN));
-            pfds.push(pfd(self.listener.as_raw_fd(), libc::POLLIN));
+            pfds.push(pfd(self.listener.as_ref().map_or(-1, |l| l.as_raw_fd()), libc::POLLIN));
             let read_output = !self.clients.iter().any(|c| c.outbuf.len() > CLIENT_HIGH_WATER);
             let n_out = if read_output { self.outputs.len() } else { 0 };
             for o in &self.outputs[..n_out] {
@@ -551,9 +552,11 @@ impl Monitor {
     }
 
     fn accept(&mut self) {
+        let Some(listener) = &self.listener else { return };
+        let listener = listener.as_raw_fd();
         loop {
             let fd = unsafe {
-                libc::accept4(self.listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+                libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
             };
             if fd < 0 {
                 return;
@@ -609,7 +612,8 @@ impl Monitor {
     }
 
     fn close_stdin(&mut self) {
-        if !self.stdin_once || self.terminal.is_some() && self.stdin.is_none() {
+        // Docker's rule: without stdinOnce, stdin stays open for the next attach.
+        if !self.stdin_once {
             return;
         }
         if self.stdin_pending.is_empty() {
@@ -785,6 +789,7 @@ impl Monitor {
         self.write_state();
         // New connections now fail, and clients read exit.json instead.
         let _ = std::fs::remove_file("monitor.sock");
+        self.listener = None;
         for i in 0..self.clients.len() {
             if self.clients[i].attached || self.clients[i].waiting {
                 proto::push_frame(&mut self.clients[i].outbuf, b'X', &data);

@@ -312,7 +312,6 @@ pub fn setrlimit(res: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::Re
 
 // The fd-based mount API (Linux 5.2); constants from <linux/mount.h>.
 const FSOPEN_CLOEXEC: u32 = 1;
-const FSCONFIG_SET_FLAG: u32 = 0;
 const FSCONFIG_SET_STRING: u32 = 1;
 const FSCONFIG_CMD_CREATE: u32 = 6;
 const FSMOUNT_CLOEXEC: u32 = 1;
@@ -328,12 +327,6 @@ pub fn fsconfig_string(fs: RawFd, key: &str, value: &str) -> io::Result<()> {
     let k = cstr(key)?;
     let v = cstr(value)?;
     cvt_l(unsafe { libc::syscall(libc::SYS_fsconfig, fs, FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr(), 0) })?;
-    Ok(())
-}
-
-pub fn fsconfig_flag(fs: RawFd, key: &str) -> io::Result<()> {
-    let k = cstr(key)?;
-    cvt_l(unsafe { libc::syscall(libc::SYS_fsconfig, fs, FSCONFIG_SET_FLAG, k.as_ptr(), std::ptr::null::<u8>(), 0) })?;
     Ok(())
 }
 

@@ -63,13 +63,20 @@ def unpack_layer(
     naming it (``tar entry "a/b": ...``); ValueError for a malformed expected
     digest (before anything is written); TypeError/OSError for a bad source."""
 
+class UnpackOptions(TypedDict, total=False):
+    expected_digest: Optional[str]
+    expected_diff_id: Optional[str]
+
 def unpack_layers(
-    jobs: Sequence[tuple[Union[str, int], str]],
+    jobs: Sequence[Union[tuple[Union[str, int], str], tuple[Union[str, int], str, UnpackOptions]]],
     *,
     threads: int = 0,
 ) -> list[Union[UnpackResult, LayerError]]:
-    """Unpack independent layers in parallel (threads=0: one per CPU). Each
-    result, in job order, is an UnpackResult or the LayerError of that job."""
+    """Unpack independent layers in parallel (threads=0: one per CPU; largest
+    first). A job is (source, target) or (source, target, options) with the
+    keyword arguments of unpack_layer. Each result, in job order, is an
+    UnpackResult or the LayerError (ValueError for a malformed digest) of
+    that job."""
 
 class PackResult(TypedDict):
     diff_id: str            # "sha256:<hex>" of the uncompressed tar

@@ -229,6 +229,22 @@ def test_unpack_layers_in_parallel_reports_each_job(workdir):
         assert (workdir / f"r{i}" / f"f{i}").read_bytes() == str(i).encode() * 100_000
 
 
+def test_unpack_layers_checks_expected_digests(workdir):
+    tar = LayerTar().file("f", b"x").bytes()
+    (workdir / "l.tgz").write_bytes(gzip.compress(tar))
+    layer = str(workdir / "l.tgz")
+    good, bad, malformed = _native.unpack_layers([
+        (layer, str(workdir / "r1"), {"expected_diff_id": sha256(tar)}),
+        (layer, str(workdir / "r2"), {"expected_diff_id": "sha256:" + "1" * 64, "expected_digest": None}),
+        (layer, str(workdir / "r3"), {"expected_digest": "sha256:nope"}),
+    ])
+    assert good["diff_id"] == sha256(tar)
+    assert isinstance(bad, _native.LayerError) and "layer diff_id mismatch" in str(bad)
+    assert isinstance(malformed, ValueError) and "not a digest" in str(malformed)
+    with pytest.raises(TypeError, match="unknown unpack option"):
+        _native.unpack_layers([(layer, str(workdir / "r4"), {"expected": "x"})])
+
+
 def test_bad_arguments(workdir):
     with pytest.raises(TypeError):
         _native.unpack_layer(True, str(workdir / "r"))
@@ -236,7 +252,7 @@ def test_bad_arguments(workdir):
         _native.unpack_layer(1.5, str(workdir / "r"))
     with pytest.raises(OSError):
         _native.unpack_layer(987654, str(workdir / "r"))  # not an open fd
-    with pytest.raises(TypeError, match="pair"):
+    with pytest.raises(TypeError, match=r"each job must be \(source, target\)"):
         _native.unpack_layers([("only-one",)])
 
 

@@ -203,12 +203,32 @@ fn unpack_layer<'py>(
 #[pyo3(signature = (jobs, *, threads=0))]
 fn unpack_layers<'py>(py: Python<'py>, jobs: &Bound<'py, PyAny>, threads: usize) -> PyResult<Vec<Bound<'py, PyAny>>> {
     let mut parsed = Vec::new();
+    let shape = || PyTypeError::new_err("each job must be (source, target) or (source, target, {\"expected_digest\": ..., \"expected_diff_id\": ...})");
     for job in jobs.try_iter()? {
         let job = job?;
-        let (source, target): (Bound<'py, PyAny>, PathBuf) = job
-            .extract()
-            .map_err(|_| PyTypeError::new_err("each job must be a (source, target) pair"))?;
-        parsed.push((source_arg(&source)?, target, UnpackOptions::default()));
+        let (source, target, opts): (Bound<'py, PyAny>, PathBuf, Option<Bound<'py, PyDict>>) = match job.len() {
+            Ok(2) => {
+                let (s, t) = job.extract().map_err(|_| shape())?;
+                (s, t, None)
+            }
+            Ok(3) => {
+                let (s, t, o) = job.extract().map_err(|_| shape())?;
+                (s, t, Some(o))
+            }
+            _ => return Err(shape()),
+        };
+        let mut options = UnpackOptions::default();
+        if let Some(o) = opts {
+            for (key, value) in o.iter() {
+                let value: Option<String> = value.extract()?;
+                match key.extract::<String>()?.as_str() {
+                    "expected_digest" => options.expected_digest = value,
+                    "expected_diff_id" => options.expected_diff_id = value,
+                    other => return Err(PyTypeError::new_err(format!("unknown unpack option {other:?}"))),
+                }
+            }
+        }
+        parsed.push((source_arg(&source)?, target, options));
     }
     let results = py.detach(|| berth_layer::unpack_layers(parsed, threads));
     results

@@ -32,7 +32,7 @@ $(VPY):
 
 venv: $(VPY)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q "maturin>=1.5,<2" "setuptools>=68" "wheel" "aiohttp>=3.9" "zstandard>=0.22" "xxhash>=3.4" \
+	$(VPY) -m pip install -q "maturin>=1.5,<2" "setuptools>=68" "wheel" "aiohttp>=3.9" "zstandard>=0.22" "xxhash>=3.4" "pyroute2>=0.7" "bcrypt>=4" \
 	    "pytest>=8" "pytest-benchmark>=4" "pytest-timeout>=2" "docker>=7" "matplotlib>=3.7"
 
 build: deps venv

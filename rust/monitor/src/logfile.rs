@@ -90,10 +90,10 @@ impl JsonLog {
     pub fn flush(&mut self) {
         let time = timestamp();
         let mut out = Vec::new();
-        for stream in 0..2 {
-            let buf = std::mem::take(&mut self.pending[stream]);
+        for (pending, name) in self.pending.iter_mut().zip(STREAMS) {
+            let buf = std::mem::take(pending);
             if !buf.is_empty() {
-                encode(&mut out, &buf, STREAMS[stream], &time);
+                encode(&mut out, &buf, name, &time);
             }
         }
         self.emit(&out);

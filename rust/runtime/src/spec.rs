@@ -292,7 +292,7 @@ impl Spec {
             if !m.destination.starts_with('/') {
                 return Err(Error::Spec(format!("mount destination {:?} is not an absolute path", m.destination)));
             }
-            if m.kind == "bind" && m.source.as_deref().map_or(true, |s| !s.starts_with('/')) {
+            if m.kind == "bind" && m.source.as_deref().is_none_or(|s| !s.starts_with('/')) {
                 return Err(Error::Spec(format!("bind mount on {}: source must be an absolute path", m.destination)));
             }
         }

@@ -137,6 +137,24 @@ def display_width(text: str) -> int:
     return sum(_char_width(c) for c in text)
 
 
+def natural_key(text: str) -> list:
+    """A sort key for sortorder.NaturalLess: runs of digits compare as numbers, and
+    sort before any other character."""
+    key: list = []
+    number = ""
+    for c in text:
+        if c.isdigit():
+            number += c
+            continue
+        if number:
+            key.append((0, int(number), len(number)))
+            number = ""
+        key.append((1, ord(c), 0))
+    if number:
+        key.append((0, int(number), len(number)))
+    return key
+
+
 # -- tabwriter (Go's text/tabwriter, as docker's table output uses it) ---------------
 
 def tabwrite(text: str, minwidth: int = 10, padding: int = 3) -> str:

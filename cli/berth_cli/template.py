@@ -1070,6 +1070,15 @@ class _State:
             except (AttributeError, ValueError, IndexError) as e:
                 raise _ExecError(first, f"error calling {first.name}: {e}") from None
         if len(cmd) > 1 or final is not _MISSING:
+            method = self.arg(first, dot) if isinstance(first, _Field) else None
+            if callable(method):  # a method with arguments: {{.Label "com.example.vendor"}}
+                args = [self.arg(a, dot) for a in cmd[1:]]
+                if final is not _MISSING:
+                    args.append(final)
+                try:
+                    return method(*args)
+                except TypeError:
+                    raise _ExecError(first, _arity_message(first.text, method, len(args))) from None
             raise _ExecError(first, f"can't give argument to non-function {first.text}")
         return self.arg(first, dot)
 

@@ -215,6 +215,11 @@ class RawStream:
     def fileno(self) -> int:
         return self.sock.fileno()
 
+    def take_buffered(self) -> bytes:
+        """Bytes that arrived with the upgrade answer (read before polling the socket)."""
+        data, self._pending = self._pending, b""
+        return data
+
     def recv(self, size: int = RECV_SIZE) -> bytes:
         if self._pending:
             data, self._pending = self._pending[:size], self._pending[size:]

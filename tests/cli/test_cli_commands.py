@@ -342,8 +342,9 @@ def test_image_prune_force_with_filters(berth, api):
 
 def test_system_prune_prompt_lists_what_goes(berth, api):
     api.route("POST", "/images/prune", Reply(json_body=PRUNE_REPORT))
+    api.route("POST", "/containers/prune", Reply(json_body={"ContainersDeleted": None, "SpaceReclaimed": 0}))
     r = berth("system", "prune", "--filter", "label=a=b", "--filter", "until=1h", stdin=b"\n")
-    assert r.out == ("WARNING! This will remove:\n  - all dangling images\n\n"
+    assert r.out == ("WARNING! This will remove:\n  - all stopped containers\n  - all dangling images\n\n"
                      "  Items to be pruned will be filtered with:\n  - label=a=b\n  - until=1h\n\n"
                      "Are you sure you want to continue? [y/N] ")
     r = berth("system", "prune", "-af")

@@ -9,7 +9,9 @@ from .common import INSPECT_FORMAT_HELP, format_flag, inspect_objects
 # Tried in this order when --type is not given (docker's order). Each object
 # kind adds one line: its name and how to fetch one by name or ID.
 INSPECTORS = {
+    "container": lambda client: client.container_inspect,
     "image": lambda client: client.image_inspect,
+    "volume": lambda client: client.volume_inspect,
 }
 VALID_TYPES = ("config", "container", "image", "network", "node", "plugin", "secret", "service",
                "task", "volume")
@@ -21,7 +23,10 @@ def run_inspect(cli, opts, args) -> None:
         raise CLIError(f'"{kind}" is not a valid value for --type')
     if kind and kind not in INSPECTORS:
         raise CLIError(f"berth does not support objects of type {kind} yet")
-    getters = [INSPECTORS[kind](cli.client)] if kind else [f(cli.client) for f in INSPECTORS.values()]
+    kinds = [kind] if kind else list(INSPECTORS)
+    getters = [INSPECTORS[k](cli.client) for k in kinds]
+    if opts.size and "container" in kinds:  # -s: sizes for containers
+        getters[kinds.index("container")] = lambda ref: cli.client.container_inspect(ref, size=True)
 
     def get(ref: str):
         for getter in getters:
@@ -38,5 +43,6 @@ def run_inspect(cli, opts, args) -> None:
 
 INSPECT = Command("inspect", "[OPTIONS] NAME|ID [NAME|ID...]", "Return low-level information on berth objects",
                   flags=[format_flag(INSPECT_FORMAT_HELP, "f"),
+                         Flag("size", "s", help="Display total file sizes if the type is container"),
                          Flag("type", None, STRING, help="Only inspect objects of the given type")],
                   args=at_least(1), run=run_inspect)

@@ -592,18 +592,27 @@ DF = Command("df", "[OPTIONS]", "Show docker disk usage",
 class Pruner:
     """One kind of object `system prune` removes."""
 
-    def __init__(self, warning: str, warning_all: str, module: str, function: str):
+    def __init__(self, warning: str, warning_all: str, module: str, function: str,
+                 flag: str | None = None):
         self.warning, self.warning_all = warning, warning_all
         self.module, self.function = module, function
+        self.flag = flag  # a `system prune` flag this step needs (--volumes), else always on
+
+    def enabled(self, opts) -> bool:
+        return self.flag is None or bool(getattr(opts, self.flag, False))
 
     def run(self, cli, all_: bool, filters: dict[str, list[str]]) -> tuple[int, str]:
         module = __import__(f"berth_cli.commands.{self.module}", fromlist=[self.function])
         return getattr(module, self.function)(cli, all_, filters)
 
 
-# In docker's order; each kind of object is one line here (containers, networks,
-# volumes and build cache join when their commands land).
+# In docker's order; each kind of object is one line here (networks and build cache
+# join when their commands land).
 PRUNERS = [
+    Pruner("all stopped containers", "all stopped containers", "containers", "prune_containers"),
+    Pruner("all anonymous volumes not used by at least one container",
+           "all anonymous volumes not used by at least one container", "volumes", "prune_volumes",
+           flag="volumes"),
     Pruner("all dangling images", "all images without at least one container associated to them",
            "images", "prune_images"),
 ]
@@ -626,9 +635,9 @@ def _natural_key(text: str):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
-def prune_confirmation(all_: bool, filters: dict[str, list[str]]) -> str:
+def prune_confirmation(all_: bool, filters: dict[str, list[str]], opts=None) -> str:
     from ..template import Template
-    warnings = [p.warning_all if all_ else p.warning for p in PRUNERS]
+    warnings = [p.warning_all if all_ else p.warning for p in PRUNERS if opts is None or p.enabled(opts)]
     shown = sorted((f"{name}={v}" for name in ("label", "label!", "until")
                     for v in filters.get(name, [])), key=_natural_key)
     return Template(_CONFIRMATION).execute({"warnings": warnings, "filters": shown})
@@ -636,11 +645,16 @@ def prune_confirmation(all_: bool, filters: dict[str, list[str]]) -> str:
 
 def run_system_prune(cli, opts, args) -> None:
     filters = filters_dict(opts.filter)
-    if not opts.force and not cli.confirm(prune_confirmation(opts.all, filters)):
+    if opts.volumes and "until" in filters:
+        raise CLIError('ERROR: The "until" filter is not supported with "--volumes"')
+    if not opts.force and not cli.confirm(prune_confirmation(opts.all, filters, opts)):
         raise Cancelled()
     total = 0
     for pruner in PRUNERS:
-        reclaimed, output = pruner.run(cli, opts.all, filters)
+        if not pruner.enabled(opts):
+            continue
+        # volumes go only when anonymous, even with --all (as docker's system prune)
+        reclaimed, output = pruner.run(cli, opts.all and pruner.flag is None, filters)
         total += reclaimed
         if output:
             cli.out.write(output + "\n")
@@ -650,7 +664,8 @@ def run_system_prune(cli, opts, args) -> None:
 PRUNE = Command("prune", "[OPTIONS]", "Remove unused data",
                 flags=[Flag("all", "a", help="Remove all unused images not just dangling ones"),
                        filter_flag(None, 'Provide filter values (e.g. "label=<key>=<value>")'),
-                       Flag("force", "f", help="Do not prompt for confirmation")],
+                       Flag("force", "f", help="Do not prompt for confirmation"),
+                       Flag("volumes", None, help="Prune anonymous volumes")],
                 args=no_args(), run=run_system_prune)
 
 SYSTEM = Command("system", short="Manage berth", commands=[DF, EVENTS, INFO, PRUNE])

@@ -107,7 +107,7 @@ class APIClient:
         """Send a request; return the response if its status is a success."""
         return self.send(method, path, params, body, headers, versioned).response()
 
-    def _finish(self, resp: Response) -> None:
+    def release(self, resp: Response) -> None:
         """Read what is left of a response and keep its connection for the next request."""
         try:
             for _ in resp.iter_content():
@@ -134,7 +134,7 @@ class APIClient:
               headers: dict[str, str] | None = None) -> Response:
         """A request whose answer body does not matter; returns the (finished) response."""
         resp = self.request(method, path, params, body, headers)
-        self._finish(resp)
+        self.release(resp)
         return resp
 
     def _post_json(self, path: str, params: dict | None, obj):
@@ -144,7 +144,7 @@ class APIClient:
         try:
             return resp.json()
         finally:
-            self._finish(resp)
+            self.release(resp)
 
     def hijack(self, method: str, path: str, params: dict | None = None, body=None) -> RawStream:
         """An endpoint that upgrades the connection to a raw stream (attach, exec start)."""
@@ -164,7 +164,7 @@ class APIClient:
         try:
             return resp.json()
         finally:
-            self._finish(resp)
+            self.release(resp)
 
     # -- system ----------------------------------------------------------------
 
@@ -335,7 +335,7 @@ class APIClient:
     def archive_stat(self, container: str, path: str) -> dict:
         """HEAD /containers/{id}/archive: the path's stat from X-Docker-Container-Path-Stat."""
         resp = self.request("HEAD", f"/containers/{quote(container)}/archive", {"path": path})
-        self._finish(resp)
+        self.release(resp)
         return decode_path_stat(resp.headers)
 
     def archive_get(self, container: str, path: str) -> tuple[Response, dict]:
@@ -433,7 +433,7 @@ class Pending:
             client._debug(f"-> {resp.status} {resp.reason}")
         if resp.status >= 400:
             message = _error_message(resp, self.method, self.target)
-            client._finish(resp)
+            client.release(resp)
             raise APIError(resp.status, message)
         return resp
 

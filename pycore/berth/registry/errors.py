@@ -102,10 +102,19 @@ def pull_error(err: BerthError, image: str, repo_familiar: str) -> BerthError:
         if err.http_status >= 500:
             return Unavailable(f"cannot pull {image}: {err.message}")
         return InvalidArgument(f"cannot pull {image}: {err.message}")
+    if isinstance(err, (Unauthorized, Forbidden)):
+        return NotFound(f"pull access denied for {repo_familiar}, repository does not exist "
+                        f"or may require 'berth login': {err.message}")
+    if isinstance(err, TransferError) and image not in err.message:
+        return TransferError(f"cannot pull {image}: {err.message}")
     return err
 
 
 def push_error(err: BerthError, image: str) -> BerthError:
+    if isinstance(err, Unauthorized) and image not in err.message:
+        return Unauthorized(f"cannot push {image}: {err.message}")
+    if isinstance(err, TransferError) and image not in err.message:
+        return TransferError(f"cannot push {image}: {err.message}")
     if isinstance(err, RegistryHTTPError):
         if err.http_status == 401 or "UNAUTHORIZED" in err.codes:
             return Unauthorized(f"cannot push {image}: {err.message}")

@@ -51,6 +51,10 @@ class Interrupted(Exception):
     """A transfer broke off; the bytes received so far are kept."""
 
 
+class _ShortBlob(Exception):
+    """The registry answered a resume with 416: it has no more bytes."""
+
+
 @dataclass(frozen=True)
 class PullResult:
     image_id: str
@@ -404,12 +408,16 @@ class Puller:
                 raise unpacking.exception()  # the layer is bad: no point downloading the rest
             headers = {"Range": f"bytes={received}-"} if received else None
             try:
-                resp = await client.request("GET", path, headers=headers, expect=(200, 206))
+                resp = await client.request("GET", path, headers=headers,
+                                            expect=(200, 206, 416) if received else (200,))
             except TransferError as e:
                 raise Interrupted(e.message) from None
             progressed = False
             try:
                 skip = 0
+                if resp.status == 416:
+                    # The registry has no bytes past what we hold: the blob is short.
+                    raise _ShortBlob()
                 if received and resp.status == 200:
                     skip = received  # the server ignored Range: drop what we have
                 elif resp.status == 206:
@@ -437,6 +445,8 @@ class Puller:
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError,
                     asyncio.TimeoutError) as e:
                 cause = connection_message(e)
+            except _ShortBlob:
+                cause = f"unexpected end of blob after {received} of {desc.size} bytes"
             else:
                 if received >= desc.size:
                     await self.progress.bar(id_, "Downloading", received, desc.size, final=True)

@@ -48,7 +48,7 @@ class Store:
         return asyncio.run(self.registry.push(name, tag, send=self._send, **kw))
 
     def statuses(self) -> list[str]:
-        return [m.get("status", "") for m in self.messages]
+        return [m["status"] for m in self.messages if "status" in m]
 
     def leftovers(self) -> dict[str, list]:
         """What is in the store: images, committed blobs, snapshots, ingests."""

@@ -240,7 +240,7 @@ class RegistryClient:
         else:
             url = await self.url(path_or_url)
         attempts = self.backoff.attempts if retry else 1
-        reauthorized = False
+        auth_retries = 0
         fresh_token = False
         attempt = 0
         while True:
@@ -255,13 +255,16 @@ class RegistryClient:
                 log.info("%s %s failed (%s); retrying", method, url, connection_message(e))
                 await asyncio.sleep(self.backoff.delay(attempt - 1))
                 continue
-            if resp.status == 401 and not reauthorized:
-                had_challenge = self._challenge is not None
+            if resp.status == 401 and auth_retries < 2:
+                # First 401: learn the scheme. A 401 to a cached bearer token:
+                # it expired or lacks a scope, so fetch a fresh one, once.
+                sent_bearer = (authorization is not None and self._challenge is not None
+                               and self._challenge.scheme == "bearer")
                 learned = self._learn_challenge(resp)
-                if learned or had_challenge:
+                if (learned and authorization is None) or sent_bearer:
                     resp.release()
-                    reauthorized = True
-                    fresh_token = had_challenge
+                    auth_retries += 1
+                    fresh_token = sent_bearer
                     continue
             if resp.status in RETRY_STATUSES and attempt + 1 < attempts:
                 delay = self.backoff.delay(attempt, resp.headers.get("Retry-After"))

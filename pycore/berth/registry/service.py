@@ -86,7 +86,10 @@ class RegistryService:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
         return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
                                      cookie_jar=aiohttp.DummyCookieJar(), read_bufsize=1 << 20,
-                                     headers={"User-Agent": USER_AGENT})
+                                     # Blobs are compressed already: never let a server
+                                     # encode them again (we do not decode).
+                                     headers={"User-Agent": USER_AGENT,
+                                              "Accept-Encoding": "identity"})
 
     def client(self, http: aiohttp.ClientSession, endpoint: Endpoint, auth: AuthConfig,
                scopes: list[str]) -> RegistryClient:

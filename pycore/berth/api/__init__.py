@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from berth.api import events, images, registry, system
+from berth.api import archive, containers, events, images, registry, system, volumes
+from berth.api import exec as exec_
 from berth.api.context import ENGINE, engine_of
 from berth.api.errors import error_middleware
 from berth.api.routing import add_common_headers, add_routes, version_middleware
@@ -19,7 +20,8 @@ from berth.api.routing import add_common_headers, add_routes, version_middleware
 if TYPE_CHECKING:
     from berth.daemon.engine import Engine
 
-ROUTE_GROUPS = (system.ROUTES, images.ROUTES, events.ROUTES, registry.ROUTES)
+ROUTE_GROUPS = (system.ROUTES, images.ROUTES, events.ROUTES, containers.ROUTES, exec_.ROUTES,
+                registry.ROUTES, volumes.ROUTES, archive.ROUTES)
 
 __all__ = ["make_app", "ENGINE", "engine_of"]
 
@@ -39,4 +41,15 @@ def make_app(engine: "Engine") -> web.Application:
         engine.events.close()
 
     app.on_shutdown.append(end_event_streams)
+
+    # Services with work on the event loop (container exit watchers, restart
+    # policies) start once the loop serves and stop before it closes.
+    async def start_background(app: web.Application) -> None:
+        await engine.start_background()
+
+    async def stop_background(app: web.Application) -> None:
+        await engine.stop_background()
+
+    app.on_startup.append(start_background)
+    app.on_cleanup.append(stop_background)
     return app

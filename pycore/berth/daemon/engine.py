@@ -27,7 +27,10 @@ class Engine:
         self.config = config
         self.debug = debug
         self.events = EventBus()
+        self.db = None  # berth.metadata.Database shared by the services, set by start()
         self.images = None  # berth.images.ImageService, set by start()
+        self.containers = None  # berth.containers.ContainerService, set by start()
+        self.volumes = None  # berth.volumes.VolumeService, set by start()
         self.id = ""
         self.started_at = time.time()
 
@@ -36,13 +39,41 @@ class Engine:
         self._remove_stale_uploads()
         self.id = self._load_engine_id()
         # Imported here so that `berthd --help` and argument errors stay fast.
+        from berth.containers import ContainerService
         from berth.images import ImageService
-        self.images = ImageService(self.config, self.events)
+        from berth.metadata import Database
+        self.db = Database(self.config.path("metadata.db"))
+        self.images = ImageService(self.config, self.events, self.db)
+        # Volumes are looked up when needed: that service may be created after this one.
+        self.containers = ContainerService(self.config, self.events, self.images, self.db,
+                                           volumes=lambda: getattr(self, "volumes", None))
+        from berth.volumes import VolumeService
+        self.volumes = VolumeService(self.config, self.events, self.db)
+        self.volumes.set_container_resolver(lambda name: self.containers.get(name).id)
+
+    async def start_background(self) -> None:
+        """On the event loop once the services exist: reconcile containers with
+        their monitors, re-arm exit watchers and restart policies."""
+        if self.containers is not None:
+            await self.containers.start_background()
+
+    async def stop_background(self) -> None:
+        if self.containers is not None:
+            await self.containers.stop_background()
 
     def close(self) -> None:
+        if self.volumes is not None:
+            self.volumes.close()
+            self.volumes = None
+        if self.containers is not None:
+            self.containers.close()
+            self.containers = None
         if self.images is not None:
             self.images.close()
             self.images = None
+        if self.db is not None:
+            self.db.close()
+            self.db = None
 
     @property
     def tmp_dir(self) -> str:
@@ -81,6 +112,8 @@ class Engine:
         return value
 
     def container_counts(self) -> dict[str, int]:
-        """Containers by state for /info. No runtime yet: every count is 0."""
-        return {"Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0,
-                "ContainersStopped": 0}
+        """Containers by state for /info."""
+        if self.containers is None:
+            return {"Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0,
+                    "ContainersStopped": 0}
+        return self.containers.counts()

@@ -376,7 +376,7 @@ def make_path(root_fd: int, path: str, is_dir: bool) -> int:
     prefix is resolved from the root in the container's terms."""
     parts = [p for p in path.split("/") if p and p != "."]
     if ".." in parts:
-        raise SystemError_(f"mount target {path}: '..' is not allowed")
+        raise InvalidArgument(f"cannot create {path}: '..' is not allowed")
     parent = L.openat2(root_fd, "/", os.O_PATH | os.O_DIRECTORY)
     try:
         for i, name in enumerate(parts):
@@ -395,8 +395,8 @@ def make_path(root_fd: int, path: str, is_dir: bool) -> int:
                 try:
                     child = L.openat2(root_fd, prefix, os.O_PATH)
                 except FileNotFoundError:
-                    raise SystemError_(f"mount target {path}: {prefix} is a dangling "
-                                       "symlink") from None
+                    raise InvalidArgument(f"cannot create {path}: {prefix} is a dangling "
+                                          "symlink") from None
             os.close(parent)
             parent = child
         return parent

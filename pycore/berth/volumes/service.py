@@ -420,6 +420,8 @@ class VolumeService:
             raise InvalidArgument("invalid image config: Volumes must be an object")
         image_points = []
         for dest in sorted(volumes):
+            if not isinstance(dest, str) or not dest.startswith("/"):
+                raise InvalidArgument(f"invalid mount path: '{dest}' mount path must be absolute")
             mp = MountPoint(type="volume", destination=containerfs.clean_path(dest),
                             driver=driver or DEFAULT_DRIVER, origin="image")
             if mp.destination in by_dest:

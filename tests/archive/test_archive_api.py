@@ -295,13 +295,35 @@ def test_commit(api, client, busybox):
         c.remove(force=True)
 
 
-def test_commit_of_an_unchanged_container_adds_no_layer(api, client, busybox):
+def last_layer(client, image) -> dict[str, tarfile.TarInfo]:
+    saved = tarfile.open(fileobj=io.BytesIO(b"".join(client.images.get(image).save())))
+    manifest = json.load(saved.extractfile("manifest.json"))
+    return read_tar(saved.extractfile(manifest[0]["Layers"][-1]).read())
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_commit_of_an_unchanged_container_adds_no_layer(api, client, busybox, started):
     c = client.containers.create("busybox", ["true"])
     try:
+        if started:
+            c.start()
+            c.wait()   # the runtime made /etc/hosts & co. in the upper dir: not changes
         image_id = api.post(f"/commit?container={c.id}").json()["Id"]
         attrs = client.images.get(image_id).attrs
         assert len(attrs["RootFS"]["Layers"]) == 1
         assert client.images.get(image_id).history()[0]["Size"] == 0
+    finally:
+        c.remove(force=True)
+
+
+def test_committed_layer_holds_the_changes_only(api, client, busybox):
+    c = client.containers.run("busybox", ["sh", "-c", "echo n > /etc/new.conf; rm /etc/group"],
+                              detach=True)
+    try:
+        c.wait()
+        image_id = api.post(f"/commit?container={c.id}&repo=layered").json()["Id"]
+        layer = last_layer(client, image_id)
+        assert sorted(layer) == ["etc", "etc/.wh.group", "etc/new.conf"]
     finally:
         c.remove(force=True)
 

@@ -440,7 +440,7 @@ async def commit_container(request: web.Request) -> web.Response:
         raise InvalidArgument(f"You cannot commit container {c.id} which is {c.status}")
     engine = engine_of(request)
     req = CommitRequest(container_id=c.id, image_id=c.image_id, upperdir=c.upperdir,
-                        container_config=dict(c.config or {}), config=body or None,
+                        lowerdirs=list(c.lowerdirs), container_config=dict(c.config or {}), config=body or None,
                         changes=tuple(query.getall("changes", [])),
                         comment=query.get("comment", ""), author=query.get("author", ""),
                         tag=ref)

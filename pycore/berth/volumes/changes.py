@@ -40,14 +40,14 @@ def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _is_opaque(dirfd: int, name: str) -> bool:
+def is_opaque(dirfd: int, name: str) -> bool:
     try:
         return os.getxattr(f"{L.fd_path(dirfd)}/{name}", _OPAQUE, follow_symlinks=False) == b"y"
     except OSError:
         return False
 
 
-def _is_placeholder(dirfd: int, name: str, st: os.stat_result) -> bool:
+def is_placeholder(dirfd: int, name: str, st: os.stat_result) -> bool:
     if stat.S_ISREG(st.st_mode):
         return st.st_size == 0
     if stat.S_ISLNK(st.st_mode):
@@ -62,7 +62,7 @@ def _is_placeholder(dirfd: int, name: str, st: os.stat_result) -> bool:
     return False
 
 
-class _Lower:
+class ImageLayers:
     """The image's merged layers, looked up without following any symlink (a
     path through a symlink in the image is not the same path)."""
 
@@ -104,7 +104,7 @@ def upper_changes(upperdir: str, lower: RootView | None,
                   ignore: Iterable[str] = RUNTIME_MOUNT_POINTS) -> list[dict[str, object]]:
     """Docker's ``FilesystemChange`` list (``[{"Path", "Kind"}]``) for an
     overlay upper dir over the layers of view ``lower`` (None: no layers)."""
-    image = _Lower(lower)
+    image = ImageLayers(lower)
     ignored = frozenset(ignore)
     changes: list[dict[str, object]] = []
     changed_dirs: set[str] = set()
@@ -125,13 +125,13 @@ def upper_changes(upperdir: str, lower: RootView | None,
                     record(path, DELETED)
                 continue
             lower_st = None if hidden else image.stat(path)
-            if lower_st is None and path in ignored and _is_placeholder(dirfd, name, st):
+            if lower_st is None and path in ignored and is_placeholder(dirfd, name, st):
                 continue
             is_dir = stat.S_ISDIR(st.st_mode)
             if lower_st is None:
                 kind = ADDED
             elif is_dir and stat.S_ISDIR(lower_st.st_mode):
-                opaque = _is_opaque(dirfd, name)
+                opaque = is_opaque(dirfd, name)
                 same = (stat.S_IMODE(st.st_mode) == stat.S_IMODE(lower_st.st_mode)
                         and (st.st_uid, st.st_gid) == (lower_st.st_uid, lower_st.st_gid))
                 if opaque:
@@ -146,7 +146,7 @@ def upper_changes(upperdir: str, lower: RootView | None,
                 changed_dirs.add(path)
             record(path, kind)
             if is_dir and lower_st is not None and stat.S_ISDIR(lower_st.st_mode) \
-                    and _is_opaque(dirfd, name):
+                    and is_opaque(dirfd, name):
                 upper_names = set(_listdir(dirfd, name))
                 for child in image.children(path):
                     if child not in upper_names:
@@ -164,7 +164,7 @@ def _listdir(dirfd: int, name: str) -> list[str]:
         os.close(fd)
 
 
-def _walk(root: int, image: _Lower) -> Iterator[tuple[str, int, str, os.stat_result, bool]]:
+def _walk(root: int, image: ImageLayers) -> Iterator[tuple[str, int, str, os.stat_result, bool]]:
     """(container path, parent fd, name, lstat, hidden) for every entry of the
     upper dir, depth first in name order; ``hidden``: below an opaque
     directory, so nothing of the image shows through at that path."""
@@ -185,7 +185,7 @@ def _walk(root: int, image: _Lower) -> Iterator[tuple[str, int, str, os.stat_res
             path = f"{prefix}/{name}"
             yield path, fd, name, st, hidden
             if stat.S_ISDIR(st.st_mode):
-                child_hidden = hidden or (_is_opaque(fd, name) and image.stat(path) is not None)
+                child_hidden = hidden or (is_opaque(fd, name) and image.stat(path) is not None)
                 child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                                 dir_fd=fd)
                 stack.append((child, path, child_hidden, iter(sorted(os.listdir(child)))))

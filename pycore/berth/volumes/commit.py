@@ -1,12 +1,21 @@
 """``docker commit``: a container's overlay upper dir packed as one new layer
 on top of its image, with the container's config (after ``--change``) as the
 new image's config and one more history entry.
+
+The runtime's mount points (``/etc/hosts``... created empty in the upper dir
+at start) are not the container's changes: Docker keeps them in a separate
+"init" layer. When the upper dir has any, the layer is packed from a staging
+tree of hard links that leaves them (and directories copied up only for
+them) out, so an unchanged container commits no layer at all.
 """
 
 from __future__ import annotations
 
 import copy
+import errno
 import os
+import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +26,8 @@ from berth.images import mediatypes as mt
 from berth.images.changes import apply_changes
 from berth.images.manifest import canonical_json
 from berth.images.timefmt import format_rfc3339nano, now_ns
+from berth.volumes.changes import (RUNTIME_MOUNT_POINTS, ImageLayers, is_opaque, is_placeholder)
+from berth.volumes.rootview import RootView
 
 #: diffID of a tar with no entries: the layer Docker leaves out of a commit.
 EMPTY_LAYER_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
@@ -27,6 +38,7 @@ class CommitRequest:
     container_id: str
     image_id: str
     upperdir: str
+    lowerdirs: list[str]                 # the image's layers, top first
     container_config: dict[str, Any]     # the container's Config (Cmd, Env, ...)
     config: dict[str, Any] | None = None  # the request body: replaces it when given
     changes: tuple[str, ...] = ()
@@ -84,8 +96,11 @@ def commit(images: Any, tmp_dir: str, req: CommitRequest) -> str:
     created = format_rfc3339nano(now_ns())
     fd, packed = tempfile.mkstemp(prefix="commit-", suffix=".tar.gz", dir=tmp_dir)
     os.close(fd)
+    staging = None
     try:
-        result = _native.pack_layer(req.upperdir, packed, compression="gzip", overlay_upper=True)
+        staging = _staging_tree(req.upperdir, req.lowerdirs, tmp_dir)
+        result = _native.pack_layer(staging or req.upperdir, packed, compression="gzip",
+                                    overlay_upper=True)
         empty = result["diff_id"] == EMPTY_LAYER_DIFF_ID
         history: dict[str, Any] = {"created": created}
         if req.author:
@@ -130,7 +145,115 @@ def commit(images: Any, tmp_dir: str, req: CommitRequest) -> str:
                 config_media_type=mt.DOCKER_CONFIG if docker_types else mt.OCI_CONFIG,
                 parent=req.image_id, tags=[req.tag] if req.tag else ())
     finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         try:
             os.unlink(packed)
         except FileNotFoundError:
             pass
+
+
+def _staging_tree(upperdir: str, lowerdirs: list[str], tmp_dir: str) -> str | None:
+    """A copy of ``upperdir`` (hard links, same filesystem) without the
+    runtime's mount points, or None when there is nothing to leave out."""
+    layers = [d for d in lowerdirs if os.path.isdir(d)]
+    view = RootView.of_layers(tmp_dir, layers, readonly=True, description="image") \
+        if layers else None
+    try:
+        image = ImageLayers(view)
+        keep = _kept_entries(upperdir, image)
+    finally:
+        if view is not None:
+            view.close()
+    if keep is None:
+        return None
+    staging = tempfile.mkdtemp(prefix="commit-layer-", dir=tmp_dir)
+    try:
+        for rel in sorted(keep):
+            _stage(upperdir, staging, rel)
+        # Last, children first: linking into a directory changes its mtime.
+        for rel in sorted(keep, reverse=True):
+            st = os.lstat(os.path.join(upperdir, rel))
+            if stat.S_ISDIR(st.st_mode):
+                os.utime(os.path.join(staging, rel), ns=(st.st_atime_ns, st.st_mtime_ns))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging
+
+
+def _kept_entries(upperdir: str, image: ImageLayers) -> set[str] | None:
+    """Relative paths of the upper dir that belong in the layer; None when
+    that is all of them."""
+    keep: set[str] = set()
+    dropped = False
+
+    def visit(dirfd: int, rel: str) -> bool:
+        """True when something below ``rel`` is kept."""
+        nonlocal dropped
+        kept_any = False
+        for name in sorted(os.listdir(dirfd)):
+            path = f"{rel}/{name}" if rel else name
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            lower = image.stat("/" + path)
+            if "/" + path in RUNTIME_MOUNT_POINTS and lower is None \
+                    and is_placeholder(dirfd, name, st):
+                dropped = True
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                dir_fd=dirfd)
+                try:
+                    below = visit(child, path)
+                finally:
+                    os.close(child)
+                same = lower is not None and stat.S_ISDIR(lower.st_mode) \
+                    and stat.S_IMODE(lower.st_mode) == stat.S_IMODE(st.st_mode) \
+                    and (lower.st_uid, lower.st_gid) == (st.st_uid, st.st_gid)
+                if below or not same or is_opaque(dirfd, name):
+                    keep.add(path)
+                    kept_any = True
+                else:
+                    dropped = True
+            else:
+                keep.add(path)
+                kept_any = True
+        return kept_any
+
+    root = os.open(upperdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        visit(root, "")
+    finally:
+        os.close(root)
+    return keep if dropped else None
+
+
+def _stage(upperdir: str, staging: str, rel: str) -> None:
+    src = os.path.join(upperdir, rel)
+    dst = os.path.join(staging, rel)
+    st = os.lstat(src)
+    if stat.S_ISDIR(st.st_mode):
+        os.mkdir(dst)
+        for key in os.listxattr(src, follow_symlinks=False):
+            os.setxattr(dst, key, os.getxattr(src, key, follow_symlinks=False),
+                        follow_symlinks=False)
+        os.chown(dst, st.st_uid, st.st_gid)
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+        return
+    try:
+        os.link(src, dst, follow_symlinks=False)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    # The data root spans filesystems: a copy instead of a link.
+    if stat.S_ISREG(st.st_mode):
+        shutil.copy2(src, dst, follow_symlinks=False)
+    elif stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(src), dst)
+    else:
+        os.mknod(dst, st.st_mode, st.st_rdev)
+    os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)

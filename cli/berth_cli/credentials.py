@@ -48,9 +48,10 @@ def docker_config_dir(environ: dict[str, str]) -> str:
 
 
 class ConfigFile:
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, environ: dict[str, str] | None = None):
         self.directory = directory
         self.path = os.path.join(directory, CONFIG_FILE)
+        self.environ = environ  # for credential helpers (their PATH)
 
     def load(self) -> dict:
         try:
@@ -114,7 +115,7 @@ class ConfigFile:
         data = self.load()
         helper = self.helper_for(data, host)
         if helper:
-            found = _helper_get(helper, server_key(host))
+            found = _helper_get(helper, server_key(host), self.environ)
             if found:
                 return found
         auths = data.get("auths")
@@ -145,7 +146,7 @@ class ConfigFile:
         helper = self.helper_for(data, host)
         if helper:
             secret = identity_token or password
-            _helper_run(helper, "store", json.dumps({
+            _helper_run(helper, self.environ, "store", json.dumps({
                 "ServerURL": server_key(host),
                 "Username": "<token>" if identity_token else username,
                 "Secret": secret}).encode())
@@ -169,7 +170,7 @@ class ConfigFile:
         removed = False
         if helper:
             try:
-                _helper_run(helper, "erase", server_key(host).encode())
+                _helper_run(helper, self.environ, "erase", server_key(host).encode())
                 removed = True
             except CredentialsError:
                 pass
@@ -183,11 +184,16 @@ class ConfigFile:
         return removed
 
 
-def _helper_run(helper: str, action: str, payload: bytes) -> bytes:
+def _helper_run(helper: str, environ: dict[str, str] | None, action: str, payload: bytes) -> bytes:
+    import shutil
     import subprocess
     program = f"docker-credential-{helper}"
+    path = shutil.which(program, path=(environ or os.environ).get("PATH"))
+    if path is None:
+        raise CredentialsError(f"credential helper {program} is not installed")
     try:
-        proc = subprocess.run([program, action], input=payload, capture_output=True, timeout=60)
+        proc = subprocess.run([path, action], input=payload, capture_output=True, timeout=60,
+                              env=environ)
     except FileNotFoundError:
         raise CredentialsError(f"credential helper {program} is not installed") from None
     except subprocess.TimeoutExpired:
@@ -198,9 +204,9 @@ def _helper_run(helper: str, action: str, payload: bytes) -> bytes:
     return proc.stdout
 
 
-def _helper_get(helper: str, server: str) -> dict[str, str] | None:
+def _helper_get(helper: str, server: str, environ: dict[str, str] | None) -> dict[str, str] | None:
     try:
-        raw = _helper_run(helper, "get", server.encode())
+        raw = _helper_run(helper, environ, "get", server.encode())
     except CredentialsError as e:
         if "credentials not found" in str(e).lower():
             return None
@@ -219,11 +225,11 @@ def _helper_get(helper: str, server: str) -> dict[str, str] | None:
 
 def lookup(config_dir: str, environ: dict[str, str], host: str) -> dict[str, str] | None:
     """Saved credentials for ``host``: berth's file, then Docker's."""
-    found = ConfigFile(config_dir).get(host)
+    found = ConfigFile(config_dir, environ).get(host)
     if found is None:
         docker_dir = docker_config_dir(environ)
         if os.path.abspath(docker_dir) != os.path.abspath(config_dir):
-            found = ConfigFile(docker_dir).get(host)
+            found = ConfigFile(docker_dir, environ).get(host)
     return found
 
 

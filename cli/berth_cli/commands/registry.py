@@ -249,7 +249,7 @@ def run_login(cli, opts, args) -> None:
         password = _read_password_stdin(cli)
     elif password:
         cli.err.write("WARNING! Using --password via the CLI is insecure. Use --password-stdin.\n")
-    config = ConfigFile(cli.config_dir)
+    config = ConfigFile(cli.config_dir, cli.env.environ)
     stored = None
     if not username and not password:
         stored = saved_credentials(cli, host)
@@ -304,7 +304,7 @@ def run_logout(cli, opts, args) -> None:
     host, _ = _server(args)
     shown = server_key(host)
     try:
-        removed = ConfigFile(cli.config_dir).erase(host)
+        removed = ConfigFile(cli.config_dir, cli.env.environ).erase(host)
     except (CredentialsError, OSError) as e:
         raise CLIError(f"Error: {e}") from None
     if not removed:

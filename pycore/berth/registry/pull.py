@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -534,5 +534,3 @@ def describe_result(result: PullResult, ref_display: str) -> str:
     verb = "Downloaded newer image" if result.updated else "Image is up to date"
     return f"Status: {verb} for {ref_display}"
 
-
-__all__: list[Any] = ["PullResult", "Puller", "pull_image", "list_tags", "describe_result"]

@@ -19,13 +19,11 @@ from berth.images import mediatypes as mt
 from berth.images.manifest import parse_config, parse_index, parse_manifest, parse_platform
 from berth.images.reference import Reference, parse_normalized
 from berth.registry.auth import AuthConfig, TokenCache, repository_scope
-from berth.registry.client import USER_AGENT, Backoff, RegistryClient, quote_path
+from berth.registry.client import USER_AGENT, Backoff, RegistryClient
 from berth.registry.errors import RegistryHTTPError, pull_error
-from berth.registry.hosts import (DOCKER_HUB_DOMAIN, Endpoint, RegistryOptions,
-                                  normalize_server_address, split_host)
+from berth.registry.hosts import Endpoint, RegistryOptions, normalize_server_address
 from berth.registry.progress import Progress
-from berth.registry.pull import (MANIFEST_ACCEPT, MAX_CONFIG_SIZE, Puller, PullResult,
-                                 describe_result, list_tags, pull_image, read_limited)
+from berth.registry.pull import Puller, PullResult, describe_result, list_tags, pull_image
 from berth.registry.push import PushResult, push_image
 from berth.registry.sources import BlobSources
 
@@ -256,6 +254,3 @@ def _combined(results: list[PullResult]) -> PullResult:
     return PullResult(first.image_id, first.reference, first.digest,
                       updated=any(r.updated for r in results))
 
-
-__all__ = ["RegistryService", "MANIFEST_ACCEPT", "MAX_CONFIG_SIZE", "read_limited", "quote_path",
-           "DOCKER_HUB_DOMAIN", "split_host"]

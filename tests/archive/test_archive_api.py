@@ -14,7 +14,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import make_tar, post_json, read_tar
+from archivekit import make_tar, post_json, read_tar
 
 
 def path_stat(reply) -> dict:

@@ -15,8 +15,6 @@ from berth.volumes import VolumeService
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "api"))
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
-
 
 @pytest.fixture
 def service(workdir):

@@ -15,7 +15,7 @@ from berth.events import EventBus
 from berth.volumes import VolumeService
 from berth.volumes.mounts import ANONYMOUS_LABEL
 
-from conftest import needs_root
+from volkit import needs_root
 
 CID = "c" * 64
 CID2 = "d" * 64

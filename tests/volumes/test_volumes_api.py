@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import needs_root
+from volkit import needs_root
 
 
 def post_json(api, path, body):

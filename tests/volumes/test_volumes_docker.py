@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from conftest import needs_root
+from volkit import needs_root
 
 
 def test_volume_commands(daemon):

@@ -1,0 +1,9 @@
+"""Helpers shared by the volume tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")

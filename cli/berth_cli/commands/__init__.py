@@ -9,6 +9,7 @@ from __future__ import annotations
 
 TOP_LEVEL: dict[str, tuple[str, str]] = {
     # management commands
+    "builder": ("build", "BUILDER"),
     "container": ("containers", "CONTAINER"),
     "image": ("images", "IMAGE"),
     "registry": ("registry", "REGISTRY"),
@@ -16,6 +17,7 @@ TOP_LEVEL: dict[str, tuple[str, str]] = {
     "volume": ("volumes", "VOLUME"),
     # shortcuts and single commands
     "attach": ("run", "ATTACH"),
+    "build": ("build", "BUILD"),
     "commit": ("containers", "COMMIT"),
     "cp": ("cp", "CP"),
     "create": ("run", "CREATE"),

@@ -31,6 +31,7 @@ class Engine:
         self.images = None  # berth.images.ImageService, set by start()
         self.containers = None  # berth.containers.ContainerService, set by start()
         self.volumes = None  # berth.volumes.VolumeService, set by start()
+        self.builder = None  # berth.builder.BuildService, set by start()
         self.id = ""
         self.started_at = time.time()
 
@@ -50,6 +51,9 @@ class Engine:
         from berth.volumes import VolumeService
         self.volumes = VolumeService(self.config, self.events, self.db)
         self.volumes.set_container_resolver(lambda name: self.containers.get(name).id)
+        # Created now so that its cache protects its layers from the first gc on.
+        from berth.builder import BuildService
+        self.builder = BuildService(self.config, self.images, self.events, self.db)
 
     async def start_background(self) -> None:
         """On the event loop once the services exist: reconcile containers with
@@ -62,6 +66,9 @@ class Engine:
             await self.containers.stop_background()
 
     def close(self) -> None:
+        if self.builder is not None:
+            self.builder.close()
+            self.builder = None
         if self.volumes is not None:
             self.volumes.close()
             self.volumes = None

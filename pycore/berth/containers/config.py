@@ -12,7 +12,7 @@ import resource
 from typing import Any
 
 from berth.cgroups import Resources
-from berth.errors import InvalidArgument, NotFound
+from berth.errors import InvalidArgument
 from berth.runtime import capabilities, signal_number
 
 #: Docker's Config struct, in its order, with the values inspect shows when unset.
@@ -217,7 +217,9 @@ def check_host_config(hc: dict[str, Any], volumes_available: bool) -> None:
     if not isinstance(mode, str):
         raise _bad(f"invalid NetworkMode: {mode!r}")
     if mode not in NETWORK_MODES and not mode.startswith("container:"):
-        raise NotFound(f"network {mode} not found")
+        # Docker answers 404, but the docker CLI takes any 404 from create for a
+        # missing image and tries to pull it: a 400 reports the real cause.
+        raise _bad(f"network {mode} not found")
     hc["NetworkMode"] = mode
     if mode in ("none", "host") or mode.startswith("container:"):
         if hc.get("PortBindings"):

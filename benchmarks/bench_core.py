@@ -121,43 +121,47 @@ def build_layers(cache: Path, sources: list[str]) -> list[dict]:
 
 
 def bench_unpack(layers: list[dict], scratch: Path, repeat: int) -> dict:
+    # Every run unpacks into a fresh directory and nothing is deleted until the
+    # end: on ext4 without a journal (this VM's root) inode allocation walks
+    # past recently deleted inodes, so deleting ~46 000 files between runs
+    # would slow the next run's file creation severalfold, for tar and berth alike.
+    runs = iter(range(1_000_000))
     out = scratch / "unpack"
+    out.mkdir()
 
-    def clean():
-        if out.exists():
-            shutil.rmtree(out)
-        out.mkdir()
-        settle()
+    def fresh() -> Path:
+        d = out / f"run{next(runs)}"
+        d.mkdir()
+        return d
 
-    def gnu_tar():
+    def gnu_tar(d: Path | None = None):
+        d = d or fresh()
         for i, layer in enumerate(layers):
-            d = out / str(i)
-            d.mkdir()
-            subprocess.run(["tar", "-xzf", layer["path"], "-C", str(d)], check=True)
+            (d / str(i)).mkdir()
+            subprocess.run(["tar", "-xzf", layer["path"], "-C", str(d / str(i))], check=True)
+        return d
 
     def berth_sequential():
+        d = fresh()
         for i, layer in enumerate(layers):
-            _native.unpack_layer(layer["path"], str(out / str(i)))
+            _native.unpack_layer(layer["path"], str(d / str(i)))
 
-    def berth_parallel():
-        results = _native.unpack_layers([(layer["path"], str(out / str(i))) for i, layer in enumerate(layers)])
+    def berth_parallel(d: Path | None = None):
+        d = d or fresh()
+        results = _native.unpack_layers([(layer["path"], str(d / str(i))) for i, layer in enumerate(layers)])
         for r in results:
             if isinstance(r, Exception):
                 raise r
+        return d
 
-    # Correctness first: same tree as GNU tar (owners, modes, sizes, links).
-    clean()
-    gnu_tar()
-    ref_listing = subprocess.run(f"cd {out} && find . -mindepth 1 -printf '%y %m %U %G %s %T@ %p %l\\n' | sort",
-                                 shell=True, check=True, capture_output=True, text=True).stdout
-    clean()
-    berth_parallel()
-    our_listing = subprocess.run(f"cd {out} && find . -mindepth 1 -printf '%y %m %U %G %s %T@ %p %l\\n' | sort",
-                                 shell=True, check=True, capture_output=True, text=True).stdout
-    same_tree = ref_listing == our_listing
+    def listing(d: Path) -> str:
+        return subprocess.run(f"cd {d} && find . -mindepth 1 -printf '%y %m %U %G %s %T@ %p %l\\n' | sort",
+                              shell=True, check=True, capture_output=True, text=True).stdout
 
-    t = interleaved(repeat, {"tar": (gnu_tar, clean), "seq": (berth_sequential, clean),
-                             "par": (berth_parallel, clean)})
+    # Correctness first: the same tree as GNU tar (types, modes, owners, sizes, mtimes, links).
+    same_tree = listing(gnu_tar()) == listing(berth_parallel())
+    t = interleaved(repeat, {"tar": (gnu_tar, settle), "seq": (berth_sequential, settle),
+                             "par": (berth_parallel, settle)})
     ref, seq, par = t["tar"], t["seq"], t["par"]
     shutil.rmtree(out)
     return {

@@ -359,3 +359,17 @@ def test_v7_directory_marked_by_trailing_slash(workdir):
     _native.unpack_layer(str(workdir / "l.tar"), str(workdir / "root"))
     assert (workdir / "root/olddir").is_dir()
     assert (workdir / "root/olddir/f").read_bytes() == b"x"
+
+
+@needs_root
+def test_busybox_rootfs_matches_gnu_tar(workdir, busybox_rootfs):
+    """The example image's rootfs, unpacked by berth and by GNU tar, is the same tree."""
+    ours, theirs = workdir / "ours", workdir / "theirs"
+    theirs.mkdir()
+    subprocess.run(["tar", "-xf", str(busybox_rootfs), "-C", str(theirs)], check=True)
+    result = _native.unpack_layer(str(busybox_rootfs), str(ours))
+    assert result["diff_id"] == "sha256:" + hashlib.sha256(busybox_rootfs.read_bytes()).hexdigest()
+    from layertar import tree
+    assert tree(ours) == tree(theirs)
+    assert os.readlink(ours / "bin/sh") == "/bin/busybox"
+    assert stat.S_IMODE(os.stat(ours / "tmp").st_mode) == 0o1777

@@ -57,6 +57,8 @@ impl std::str::FromStr for Compression {
 
 /// A decompressing reader over a buffered source; gives the source back so the
 /// caller can drain and hash whatever follows the compressed data.
+// One per layer, so the size of the gzip state inline does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Decoder<R: BufRead> {
     // Multi-member, like Go's gzip reader that Docker uses.
     Gzip(flate2::bufread::MultiGzDecoder<R>),

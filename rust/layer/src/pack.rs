@@ -144,7 +144,7 @@ impl Member {
             mode: st.st_mode & 0o7777,
             uid: st.st_uid as u64,
             gid: st.st_gid as u64,
-            mtime: st.st_mtime as i64,
+            mtime: st.st_mtime,
             size: 0,
             link: Vec::new(),
             dev: (0, 0),
@@ -498,6 +498,6 @@ mod tests {
         assert_eq!(ustar_split(b"a/b"), Some((&b""[..], &b"a/b"[..])));
         let long = [vec![b'd'; 120], b"/".to_vec(), vec![b'f'; 50]].concat();
         assert_eq!(ustar_split(&long), Some((&long[..120], &long[121..])));
-        assert_eq!(ustar_split(&vec![b'f'; 101]), None);
+        assert_eq!(ustar_split(&[b'f'; 101]), None);
     }
 }

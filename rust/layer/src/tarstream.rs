@@ -378,10 +378,8 @@ impl<R: BufRead> TarReader<R> {
             entry.sparse = Some(sparse);
         }
         // v7 tars mark directories only by a trailing slash.
-        if typeflag == 0 || typeflag == b'0' {
-            if entry.path.ends_with(b"/") {
-                entry.kind = Kind::Directory;
-            }
+        if (typeflag == 0 || typeflag == b'0') && entry.path.ends_with(b"/") {
+            entry.kind = Kind::Directory;
         }
         // Only regular files carry data; a size on anything else is skipped.
         self.data_left = entry.size;

@@ -191,7 +191,7 @@ fn whiteouts_take_the_overlayfs_form() {
 #[test]
 fn truncated_and_corrupt_streams_are_errors() {
     let t = TempDir::new();
-    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 2654435761u32 >> 24) as u8).collect();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
     let gz = gzip(&tar_of(&[("f", T::Regular, &data)]));
     let err = unpack_bytes(&gz[..gz.len() - 3], &t.0, &t.0.join("r")).unwrap_err();
     assert!(matches!(err, Error::Stream { format: "gzip", .. }), "{err}");

@@ -4,15 +4,18 @@ and docker-py, on stopped and running containers."""
 from __future__ import annotations
 
 import base64
+import bz2
 import gzip
 import io
 import json
+import lzma
 import os
 import tarfile
 import time
 import urllib.parse
 
 import pytest
+import zstandard
 
 from archivekit import make_tar, post_json, read_tar
 
@@ -122,10 +125,17 @@ def test_put_into_a_stopped_container_then_run_it(api, client, stopped):
     assert st["size"] == 10
 
 
-def test_put_into_a_running_container(api, running):
-    body = gzip.compress(make_tar({"zipped.txt": b"gzip stream\n"}))
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress,
+                                      lambda data: zstandard.ZstdCompressor().compress(data)],
+                         ids=["gzip", "bzip2", "xz", "zstd"])
+def test_put_into_a_running_container(api, running, compress):
+    body = compress(make_tar({"packed.txt": b"compressed stream\n"}))
     assert api.request("PUT", "/containers/running/archive?path=/run/t", body=body).status == 200
-    assert running.exec_run(["cat", "/run/t/zipped.txt"]).output == b"gzip stream\n"
+    reply = api.get("/containers/running/archive?path=/run/t/packed.txt")
+    tar = tarfile.open(fileobj=io.BytesIO(reply.body))
+    assert tar.extractfile("packed.txt").read() == b"compressed stream\n"
+    # The container sees it too (its exit status says so: `test` prints nothing).
+    assert running.exec_run(["grep", "-qx", "compressed stream", "/run/t/packed.txt"]).exit_code == 0
 
 
 def test_put_with_copy_uid_gid(api, client, busybox):

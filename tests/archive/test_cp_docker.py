@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import tarfile
@@ -62,7 +61,8 @@ def test_cp_into_a_running_container_and_its_volume(d, workdir):
     try:
         d("cp", str(workdir / "f.txt"), "live:/data/")
         d("cp", str(workdir / "f.txt"), "live:/tmp/f.txt")
-        assert d("exec", "live", "cat", "/data/f.txt", "/tmp/f.txt").stdout == "hot copy\nhot copy\n"
+        for path in ("/data/f.txt", "/tmp/f.txt"):
+            assert d("exec", "live", "grep", "-qx", "hot copy", path).returncode == 0
         assert d("run", "--rm", "-v", "cpv:/v", "busybox", "cat", "/v/f.txt").stdout == "hot copy\n"
     finally:
         d("rm", "-f", "live")

@@ -42,7 +42,13 @@ CHUNK = 1 << 20
 SPOOL_FLUSH = 4 << 20
 PATH_STAT_HEADER = "X-Docker-Container-Path-Stat"
 
-_MAGIC = ((b"\x1f\x8b", gzip.open), (b"BZh", bz2.open), (b"\xfd7zXZ\x00", lzma.open))
+def _zstd_open(path: str, mode: str):
+    import zstandard
+    return zstandard.open(path, mode)
+
+
+_MAGIC = ((b"\x1f\x8b", gzip.open), (b"BZh", bz2.open), (b"\xfd7zXZ\x00", lzma.open),
+          (b"\x28\xb5\x2f\xfd", _zstd_open))
 
 
 # -- containers and their views ---------------------------------------------------------
@@ -268,7 +274,7 @@ def _unlink(path: str) -> None:
 
 
 def _decompressed(engine: Any, path: str) -> str:
-    """A plain tar next to ``path`` if it is gzip, bzip2 or xz (read twice
+    """A plain tar next to ``path`` if it is gzip, bzip2, xz or zstd (read twice
     later, which a compressed stream cannot do cheaply); else ``path``."""
     with open(path, "rb") as f:
         head = f.read(8)
@@ -278,7 +284,7 @@ def _decompressed(engine: Any, path: str) -> str:
             try:
                 with os.fdopen(fd, "wb") as out, opener(path, "rb") as src:
                     shutil.copyfileobj(src, out, CHUNK)
-            except (OSError, EOFError, lzma.LZMAError) as exc:
+            except Exception as exc:  # noqa: BLE001 - every codec has its own error type
                 _unlink(plain)
                 raise InvalidArgument(f"invalid archive: cannot decompress it ({exc})") from None
             except BaseException:

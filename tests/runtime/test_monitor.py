@@ -430,3 +430,34 @@ def test_large_output_is_not_lost(boxes):
     logged = "".join(x["log"] for x in r.log_records())
     assert logged == r.out
     assert len(r.stdout) == 3000000 // 16 * 49
+
+
+def test_cgroup_v1_and_v2_together(boxes):
+    v2_root = "/sys/fs/cgroup/unified"
+    if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        if not os.path.exists(os.path.join(v2_root, "cgroup.procs")):
+            pytest.skip("no cgroup v2 hierarchy")
+    else:
+        v2_root = "/sys/fs/cgroup"
+    name = f"berth-rt-test-{os.getpid()}-{time.monotonic_ns()}"
+    v2 = os.path.join(v2_root, name)
+    paths = [v2]
+    v1 = os.path.join("/sys/fs/cgroup/pids", name)
+    os.mkdir(v2)
+    if os.path.exists("/sys/fs/cgroup/pids/cgroup.procs"):
+        os.mkdir(v1)
+        paths.append(v1)
+    try:
+        r = boxes.run(["cat", "/proc/self/cgroup"], cgroupPaths=paths)
+        lines = r.out.splitlines()
+        assert f"0::/{name}" in lines or any(line.endswith(f":/{name}") and line.startswith("0:") for line in lines)
+        if len(paths) == 2:
+            assert any(line.endswith(f"pids:/{name}") for line in lines)
+    finally:
+        for p in paths:
+            for _ in range(200):
+                try:
+                    os.rmdir(p)
+                    break
+                except OSError:
+                    time.sleep(0.05)

@@ -56,9 +56,10 @@ pub struct JoinNamespaces {
     pub fds: Vec<(OwnedFd, libc::c_int)>,
 }
 
-/// Child side of a container's creation. Never returns.
-pub fn container_init(spec: &Spec, chan: OwnedFd, stdio: ChildStdio) -> ! {
-    if let Err(e) = container_setup(spec, &stdio) {
+/// Child side of a container's creation. Never returns. `born_in`: the index of
+/// the cgroup path the clone already placed us in.
+pub fn container_init(spec: &Spec, chan: OwnedFd, stdio: ChildStdio, born_in: Option<usize>) -> ! {
+    if let Err(e) = container_setup(spec, &stdio, born_in) {
         fail(&chan, e)
     }
     finish(&spec.process, chan, &stdio, true)
@@ -119,9 +120,11 @@ fn join_cgroups(paths: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn container_setup(spec: &Spec, stdio: &ChildStdio) -> Result<()> {
+fn container_setup(spec: &Spec, stdio: &ChildStdio, born_in: Option<usize>) -> Result<()> {
     early_process_setup(stdio)?;
-    join_cgroups(&spec.cgroup_paths)?;
+    let to_join: Vec<String> =
+        spec.cgroup_paths.iter().enumerate().filter(|(i, _)| Some(*i) != born_in).map(|(_, p)| p.clone()).collect();
+    join_cgroups(&to_join)?;
     let ns = &spec.namespaces;
     for (mode, flag) in [(&ns.ipc, libc::CLONE_NEWIPC), (&ns.uts, libc::CLONE_NEWUTS), (&ns.net, libc::CLONE_NEWNET), (&ns.cgroup, libc::CLONE_NEWCGROUP)] {
         if let NsMode::Join(path) = mode {

@@ -43,11 +43,21 @@ pub fn create_container(spec: &Spec, stdio: ChildStdio) -> Result<Created> {
     }
     let (parent, child) = sys::seqpacket_pair().ctx("socketpair")?;
     non_dumpable()?;
-    let pid = sys::fork_into(flags).ctx("clone the container's init")?;
+    // Fast path: be born in the (first) cgroup v2 directory, so no instant of the
+    // init runs outside its limits; other cgroups are joined by the child.
+    let v2 = spec.cgroup_paths.iter().position(|p| sys::is_cgroup2(p));
+    let v2_fd = v2.and_then(|i| sys::open(&spec.cgroup_paths[i], libc::O_RDONLY | libc::O_DIRECTORY).ok());
+    let (pid, born_in) = match sys::fork_into(flags, v2_fd.as_ref().map(|f| f.as_raw_fd())) {
+        Ok(pid) => (pid, v2),
+        Err(_) if v2_fd.is_some() => (sys::fork_into(flags, None).ctx("clone the container's init")?, None),
+        Err(e) => return Err(Error::io("clone the container's init", e)),
+    };
     if pid == 0 {
         drop(parent);
-        init::container_init(spec, child, stdio);
+        drop(v2_fd);
+        init::container_init(spec, child, stdio, born_in);
     }
+    drop(v2_fd);
     drop(child);
     drop(stdio);
     wait_ready(pid, parent, "container init")
@@ -89,7 +99,7 @@ pub fn create_exec(init_pid: pid_t, cgroup_paths: &[String], process: &Process, 
     }
     let (parent, child) = sys::seqpacket_pair().ctx("socketpair")?;
     non_dumpable()?;
-    let pid = sys::fork_into(0).ctx("fork the exec process")?;
+    let pid = sys::fork_into(0, None).ctx("fork the exec process")?;
     if pid == 0 {
         drop(parent);
         init::exec_init(process, cgroup_paths, JoinNamespaces { fds }, child, stdio);

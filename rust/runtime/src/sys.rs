@@ -121,17 +121,26 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
 /// fork(2) into new namespaces (`flags` = CLONE_NEW*): clone3, or clone where the
-/// kernel lacks clone3. Returns 0 in the child. Only safe in a single-threaded
+/// kernel lacks clone3. With `cgroup` (a cgroup v2 directory fd) the child is born
+/// in that cgroup (CLONE_INTO_CGROUP); any error then is returned so the caller can
+/// retry without it. Returns 0 in the child. Only safe in a single-threaded
 /// process, which the monitor is.
-pub fn fork_into(flags: u64) -> io::Result<pid_t> {
-    let args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+pub fn fork_into(flags: u64, cgroup: Option<RawFd>) -> io::Result<pid_t> {
+    let mut args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
     let r = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
     if r >= 0 {
         return Ok(r as pid_t);
     }
     let err = io::Error::last_os_error();
-    if err.raw_os_error() != Some(libc::ENOSYS) {
+    if err.raw_os_error() != Some(libc::ENOSYS) || cgroup.is_some() {
         return Err(err);
     }
     // Null stack: the child runs on a copy of ours, like fork.
@@ -139,6 +148,12 @@ pub fn fork_into(flags: u64) -> io::Result<pid_t> {
         libc::syscall(libc::SYS_clone, flags as c_ulong | libc::SIGCHLD as c_ulong, 0usize, 0usize, 0usize, 0usize)
     };
     cvt_l(r).map(|p| p as pid_t)
+}
+
+pub fn is_cgroup2(path: &str) -> bool {
+    let Ok(c) = cstr(path) else { return false };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC }
 }
 
 pub fn setns(fd: RawFd, nstype: c_int) -> io::Result<()> {

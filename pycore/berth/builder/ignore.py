@@ -212,7 +212,8 @@ def _compile(pattern: str) -> tuple[str, "re.Pattern[str] | None"]:
             out.append(ch)
             kind = "regexp"
         else:
-            out.append(re.escape(ch) if ch in "^*?[]\\" else ch)
+            # Passed to the regular expression as Docker does (a "^" in a class negates it).
+            out.append(ch)
         index += 1
     if kind != "regexp":
         return kind, None

@@ -1,0 +1,95 @@
+"""Context checksums: content only, exactly the selected files, and an
+unchanged context is not read again (also after a restart)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from berth.builder.cache import BuildCache
+from berth.builder.checksum import FileHasher
+from berth.builder.context import Sources
+from berth.builder.errors import BuildError
+from berth.builder.ignore import PatternMatcher
+from berth.metadata import Database
+
+from builderkit import write_tree
+
+
+@pytest.fixture
+def db(workdir):
+    database = Database(str(workdir / "meta.db"))
+    BuildCache(database)  # the builder's tables
+    yield database
+    database.close()
+
+
+def _sources(root, db, ignore=()):
+    return Sources.context(str(root), FileHasher(db), PatternMatcher(list(ignore)) if ignore else None,
+                           persist=True)
+
+
+def _sum(sources: Sources, name: str) -> str:
+    return sources.checksum(sources.select(name, "COPY")[0])
+
+
+def test_unchanged_files_are_not_read_again(workdir, db):
+    root = write_tree(workdir / "ctx", {f"d/f{i}": f"{i}\n" * 100 for i in range(50)})
+    first = _sources(root, db)
+    digest = _sum(first, "d")
+    assert first.hasher.read_count == 50
+    again = first.checksum(first.select("d", "COPY")[0])
+    assert again == digest and first.hasher.read_count == 50
+    first.hasher.flush()
+    # a new hasher over the same database (a restarted daemon) reads nothing either
+    restarted = _sources(root, db)
+    assert _sum(restarted, "d") == digest
+    assert restarted.hasher.read_count == 0
+    (root / "d" / "f7").write_text("changed\n")
+    assert _sum(restarted, "d") != digest
+    assert restarted.hasher.read_count == 1
+
+
+def test_checksum_ignores_mtime_and_owner_but_not_mode_or_names(workdir, db):
+    root = write_tree(workdir / "ctx", {"d/a": "a", "d/b": "b"})
+    s = _sources(root, db)
+    base = _sum(s, "d")
+    later = time.time() + 500
+    os.utime(root / "d" / "a", (later, later))
+    os.chown(root / "d" / "b", 1234, 1234)
+    assert _sum(s, "d") == base
+    os.chmod(root / "d" / "a", 0o600)
+    assert _sum(s, "d") != base
+    os.chmod(root / "d" / "a", 0o644)
+    (root / "d" / "b").rename(root / "d" / "c")
+    assert _sum(s, "d") != base
+
+
+def test_checksum_covers_only_the_selection(workdir, db):
+    root = write_tree(workdir / "ctx", {"d/a": "a", "other": "x", "d/skip.log": "log"})
+    s = _sources(root, db, ["*/*.log"])
+    base = _sum(s, "d")
+    (root / "other").write_text("changed")
+    (root / "d" / "skip.log").write_text("ignored change")
+    assert _sum(s, "d") == base
+
+
+def test_selection_errors(workdir, db):
+    root = write_tree(workdir / "ctx", {"a.txt": "a", "secret": "s"})
+    (root / "link").symlink_to("/etc/passwd")
+    s = _sources(root, db, ["secret"])
+    with pytest.raises(BuildError, match="file not found in build context or excluded by "
+                                         ".dockerignore: stat missing: file does not exist"):
+        s.select("missing", "COPY")
+    with pytest.raises(BuildError, match="excluded by .dockerignore"):
+        s.select("secret", "COPY")
+    with pytest.raises(BuildError, match="forbidden path outside the build context: ../x"):
+        s.select("../x", "COPY")
+    # an absolute symlink stays inside the context: /etc/passwd of the context is missing
+    with pytest.raises(BuildError, match="file not found"):
+        s.select("link", "COPY")
+    assert [x.name for x in s.select("*.txt", "COPY")] == ["a.txt"]
+    with pytest.raises(BuildError, match="no source files were specified"):
+        s.select("*.none", "COPY")

@@ -90,32 +90,47 @@ def _view_mounts(request: web.Request, c: Any) -> list[ViewMount]:
 @contextlib.asynccontextmanager
 async def _container_view(request: web.Request, c: Any) -> AsyncIterator[RootView]:
     """The container's ``/`` as it sees it. A stopped container's overlay is
-    mounted while the container's operation lock is held, so it cannot start
-    on the same upper dir meanwhile."""
+    mounted and used while the container's operation lock is held (its state
+    checked again under it), so it cannot start on the same upper dir
+    meanwhile."""
     mounts = _view_mounts(request, c)
     readonly_root = bool((c.host_config or {}).get("ReadonlyRootfs"))
     description = f"container {c.id[:12]}"
     if c.running and c.pid:
-        try:
-            view = await asyncio.to_thread(RootView.of_process, c.pid, mounts, readonly_root,
-                                           description)
-        except ProcessLookupError:
-            view = None  # it stopped meanwhile: look at its layers
+        view = await _process_view(c, mounts, readonly_root, description)
         if view is not None:
             try:
                 yield view
             finally:
                 await asyncio.to_thread(view.close)
             return
-    tmp = engine_of(request).tmp_dir
     async with _op_lock(request, c.id):
-        view = await asyncio.to_thread(RootView.of_layers, tmp, list(c.lowerdirs), c.upperdir,
-                                       c.workdir, mounts=mounts, readonly_root=readonly_root,
-                                       description=description)
-        try:
-            yield view
-        finally:
-            await asyncio.to_thread(view.close)
+        if not (c.running and c.pid):
+            view = await asyncio.to_thread(
+                RootView.of_layers, engine_of(request).tmp_dir, list(c.lowerdirs), c.upperdir,
+                c.workdir, mounts=mounts, readonly_root=readonly_root, description=description)
+            try:
+                yield view
+            finally:
+                await asyncio.to_thread(view.close)
+            return
+    # It started while we waited for the lock.
+    view = await _process_view(c, mounts, readonly_root, description)
+    if view is None:
+        raise SystemError_(f"container {c.id[:12]} changed state during the request; try again")
+    try:
+        yield view
+    finally:
+        await asyncio.to_thread(view.close)
+
+
+async def _process_view(c: Any, mounts: list[ViewMount], readonly_root: bool,
+                        description: str) -> RootView | None:
+    try:
+        return await asyncio.to_thread(RootView.of_process, c.pid, mounts, readonly_root,
+                                       description)
+    except ProcessLookupError:
+        return None  # it stopped meanwhile
 
 
 def _op_lock(request: web.Request, cid: str):

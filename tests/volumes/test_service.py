@@ -365,3 +365,16 @@ def test_volume_with_mount_options_is_mounted_while_used(service):
         service.release(CID)
     assert not service.driver.is_mounted("ram")
     service.remove("ram")
+
+
+@needs_root
+def test_two_containers_creating_with_one_new_volume(service, layers):
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        specs = list(pool.map(lambda cid: service.prepare_mounts(cid, {"Binds": ["twice:/data"]},
+                                                                 {}, layers),
+                              [f"{i:064x}" for i in range(4)]))
+    assert all(s == specs[0] for s in specs)
+    data = Path(service.inspect("twice")["Mountpoint"])
+    assert (data / "hello.txt").read_text() == "hello from the image\n"
+    assert len(service.users("twice")) == 4

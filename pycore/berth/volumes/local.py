@@ -108,7 +108,8 @@ class LocalDriver:
                 _rmtree(os.path.join(self.root, entry))
 
     def size(self, name: str) -> int:
-        """Bytes used by the volume's data (its blocks), -1 if unknown."""
+        """Bytes of the volume's files (hard links counted once, as Docker's
+        directory.Size), -1 if unknown."""
         try:
             return _disk_usage(self.data_path(name))
         except OSError:

@@ -98,6 +98,7 @@ class VolumeService:
         self.tmp_dir = config.path("tmp")
         self._lock = threading.RLock()
         self._prune_running = False
+        self._fill_locks: dict[str, threading.Lock] = {}
         self._resolve_container: ContainerResolver | None = None
         self.reconcile()
 
@@ -270,6 +271,7 @@ class VolumeService:
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM volumes WHERE name=?", (name,))
             self.driver.remove(name)
+        self._fill_locks.pop(name, None)
         self.events.publish("volume", "destroy", name, {"driver": driver})
 
     def prune(self, filters: dict[str, list[str]] | None = None) -> dict[str, Any]:
@@ -315,6 +317,7 @@ class VolumeService:
         finally:
             with self._lock:
                 self._prune_running = False
+        self._fill_locks: dict[str, threading.Lock] = {}
         self.events.publish("volume", "prune", "", {"reclaimed": str(reclaimed)})
         return {"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed}
 
@@ -518,23 +521,32 @@ class VolumeService:
         with RootView.of_layers(self.tmp_dir, lowerdirs, readonly=True,
                                 description="image") as view:
             for mp in todo:
-                try:
-                    src = view.open(mp.destination, os.O_RDONLY | os.O_DIRECTORY)
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
-                try:
-                    dst = os.open(mp.source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                                  | os.O_CLOEXEC)
-                    undo.append(lambda path=mp.source: _empty_directory(path))
-                    try:
-                        containerfs.copy_tree(src, dst)
-                    finally:
-                        os.close(dst)
-                except OSError as exc:
-                    raise SystemError_(f"failed to populate volume {mp.name} from the image at "
-                                       f"{mp.destination}: {exc.strerror or exc}") from None
-                finally:
-                    os.close(src)
+                # Two containers creating with the same new volume: one fills it.
+                with self._fill_lock(mp.name):
+                    if self.driver.is_empty(mp.name):
+                        self._fill(view, mp, undo)
+
+    def _fill_lock(self, name: str) -> threading.Lock:
+        with self._lock:
+            return self._fill_locks.setdefault(name, threading.Lock())
+
+    def _fill(self, view: RootView, mp: MountPoint, undo: list[Callable[[], None]]) -> None:
+        try:
+            src = view.open(mp.destination, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # nothing (or no directory) at that path in the image
+        try:
+            dst = os.open(mp.source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            undo.append(lambda path=mp.source: _empty_directory(path))
+            try:
+                containerfs.copy_tree(src, dst)
+            finally:
+                os.close(dst)
+        except OSError as exc:
+            raise SystemError_(f"failed to populate volume {mp.name} from the image at "
+                               f"{mp.destination}: {exc.strerror or exc}") from None
+        finally:
+            os.close(src)
 
     def mount_records(self, container_id: str) -> list[MountPoint]:
         """The container's mount points as berth records them."""

@@ -461,3 +461,13 @@ def test_cgroup_v1_and_v2_together(boxes):
                     break
                 except OSError:
                     time.sleep(0.05)
+
+
+def test_exit_is_recorded_while_a_client_lags_and_the_client_still_gets_everything(boxes):
+    bundle = boxes.create(["sh", "-c", "head -c 800000 /dev/zero | tr '\\0' x; exit 4"])
+    with rt.attach(bundle) as a:
+        rt.start(bundle)
+        _wait_file(bundle / "exit.json")     # nothing read from the attachment yet
+        assert json.loads((bundle / "exit.json").read_text())["exitCode"] == 4
+        out, _, exit_ = a.collect()
+    assert out == b"x" * 800000 and exit_["exitCode"] == 4

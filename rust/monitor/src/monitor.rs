@@ -15,9 +15,14 @@ use crate::Mode;
 const CLIENT_HIGH_WATER: usize = 1 << 20;
 /// Cap on stdin bytes queued for a process that does not read them.
 const STDIN_HIGH_WATER: usize = 1 << 20;
-/// After the process exited, how long output of stray holders of its pipes is
-/// awaited (only possible with a shared pid namespace).
+/// After the process exited, how long a quiet output is awaited before it is
+/// given up (stray holders of its pipes: only possible with a shared pid
+/// namespace), and the most the whole drain may take.
 const DRAIN_MS: i64 = 500;
+const DRAIN_MAX_MS: i64 = 5000;
+/// After the exit is recorded, a client that takes nothing for this long is
+/// dropped (one that keeps reading gets everything).
+const CLIENT_STALL_MS: i64 = 10_000;
 
 #[derive(PartialEq, Eq, Clone, Copy)]
 enum Status {
@@ -62,6 +67,7 @@ struct Monitor {
     exit_status: Option<libc::c_int>,
     exit_record: Option<Value>,
     exit_deadline: i64,
+    drain_limit: i64,
     stdin_close_pending: bool,
     start_error: Option<String>,
     outputs: Vec<Output>,
@@ -279,6 +285,7 @@ fn create(mode: &Mode, sigfd: OwnedFd) -> Result<Monitor, Error> {
         exit_status: None,
         exit_record: None,
         exit_deadline: 0,
+        drain_limit: 0,
         stdin_close_pending: false,
         start_error: None,
         outputs,
@@ -454,6 +461,7 @@ impl Monitor {
         }));
         self.status = Status::Exited;
         self.exit_deadline = now_ms() + DRAIN_MS;
+        self.drain_limit = now_ms() + DRAIN_MAX_MS;
         // Nobody reads stdin any more; the sync socket and pty master go too.
         self.stdin = None;
         self.stdin_pending.clear();
@@ -464,14 +472,19 @@ impl Monitor {
     fn serve(&mut self) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            if self.status == Status::Exited && (self.outputs.is_empty() || now_ms() >= self.exit_deadline) {
+            let now = now_ms();
+            if self.status == Status::Exited && (self.outputs.is_empty() || now >= self.exit_deadline.min(self.drain_limit)) {
                 break;
             }
             let mut pfds: Vec<libc::pollfd> = Vec::new();
             let pfd = |fd: RawFd, events: libc::c_short| libc::pollfd { fd, events, revents: 0 };
             pfds.push(pfd(self.sigfd.as_raw_fd(), libc::POLLIN));
             pfds.push(pfd(self.listener.as_ref().map_or(-1, |l| l.as_raw_fd()), libc::POLLIN));
-            let read_output = !self.clients.iter().any(|c| c.outbuf.len() > CLIENT_HIGH_WATER);
+            // Backpressure from slow clients while the process runs; once it has
+            // exited, what is left in its pipes is bounded: take it all, so the
+            // exit is recorded without waiting for any client.
+            let read_output =
+                self.status == Status::Exited || !self.clients.iter().any(|c| c.outbuf.len() > CLIENT_HIGH_WATER);
             let n_out = if read_output { self.outputs.len() } else { 0 };
             for o in &self.outputs[..n_out] {
                 pfds.push(pfd(o.fd.as_raw_fd(), libc::POLLIN));
@@ -494,7 +507,11 @@ impl Monitor {
                 }
                 pfds.push(pfd(c.fd.as_raw_fd(), ev));
             }
-            let timeout = if self.status == Status::Exited { (self.exit_deadline - now_ms()).max(0) as i32 } else { -1 };
+            let timeout = if self.status == Status::Exited {
+                (self.exit_deadline.min(self.drain_limit) - now_ms()).max(0) as i32
+            } else {
+                -1
+            };
             let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
             if r < 0 {
                 let e = std::io::Error::last_os_error();
@@ -583,6 +600,9 @@ impl Monitor {
         }
         if n == 0 {
             return false;
+        }
+        if self.status == Status::Exited {
+            self.exit_deadline = now_ms() + DRAIN_MS;
         }
         let data = &buf[..n as usize];
         let stream = self.outputs[i].stream;
@@ -795,8 +815,8 @@ impl Monitor {
                 proto::push_frame(&mut self.clients[i].outbuf, b'X', &data);
             }
         }
-        // Give clients a bounded time to take their last frames.
-        let deadline = now_ms() + 2000;
+        // Clients get all their frames as long as they keep reading.
+        let mut deadline = now_ms() + CLIENT_STALL_MS;
         loop {
             self.clients.retain(|c| !c.closed && !c.outbuf.is_empty());
             if self.clients.is_empty() || now_ms() >= deadline {
@@ -805,10 +825,14 @@ impl Monitor {
             let mut pfds: Vec<libc::pollfd> =
                 self.clients.iter().map(|c| libc::pollfd { fd: c.fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 }).collect();
             unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 100) };
-            for i in 0..self.clients.len() {
-                if pfds[i].revents != 0 {
+            let before: usize = self.clients.iter().map(|c| c.outbuf.len()).sum();
+            for (i, p) in pfds.iter().enumerate() {
+                if p.revents != 0 {
                     self.write_client(i);
                 }
+            }
+            if self.clients.iter().map(|c| c.outbuf.len()).sum::<usize>() < before {
+                deadline = now_ms() + CLIENT_STALL_MS;
             }
         }
     }

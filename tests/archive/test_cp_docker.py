@@ -35,8 +35,8 @@ def test_cp_out_of_a_container(d, workdir):
 
 def test_cp_to_stdout_is_a_tar(d):
     d("create", "--name", "tarred", "busybox", "true")
-    out = d("cp", "tarred:/etc/passwd", "-", input=None)
-    proc = subprocess.run(["tar", "t"], input=out.stdout.encode("latin-1"), capture_output=True)
+    out = d("cp", "tarred:/etc/passwd", "-", input=b"")     # bytes on stdout
+    proc = subprocess.run(["tar", "t"], input=out.stdout, capture_output=True, check=True)
     assert proc.stdout.decode().split() == ["passwd"]
 
 
@@ -83,11 +83,12 @@ def test_cp_refusals(d, workdir):
 
 def test_export_pipes_into_tar(d, workdir):
     d("run", "--name", "exp", "busybox", "sh", "-c", "echo exported > /made-here")
+    stream = d("export", "exp", input=b"").stdout          # bytes: `docker export exp | tar t`
+    listing = subprocess.run(["tar", "t"], input=stream, capture_output=True, check=True)
+    names = listing.stdout.decode().split()
+    assert "made-here" in names and "bin/busybox" in names and "etc/passwd" in names
     target = workdir / "export.tar"
     d("export", "-o", str(target), "exp")
-    names = subprocess.run(["tar", "tf", str(target)], capture_output=True, text=True,
-                           check=True).stdout.split()
-    assert "made-here" in names and "bin/busybox" in names
     with tarfile.open(target) as tar:
         assert tar.extractfile("made-here").read() == b"exported\n"
 

@@ -124,3 +124,16 @@ def test_volume_in_use_and_rm_v(daemon, image):
     assert d("volume", "ls", "-q").stdout.split() == ["inuse"]  # the anonymous one went with -v
     assert anon and anon[0] not in d("volume", "ls", "-q").stdout
     d("volume", "rm", "inuse")
+
+
+@needs_root
+def test_image_volume_becomes_a_filled_anonymous_volume(daemon, busybox_rootfs):
+    d = daemon.docker
+    d("import", "--change", "VOLUME /etc", str(busybox_rootfs), "withvol:latest")
+    assert d("run", "--name", "uses-image-volume", "withvol", "cat", "/etc/group").stdout.startswith("root:x:0:")
+    volumes = d("volume", "ls", "-q").stdout.split()
+    assert len(volumes) == 1 and len(volumes[0]) == 64
+    mounts = json.loads(d("inspect", "uses-image-volume").stdout)[0]["Mounts"]
+    assert [(m["Type"], m["Name"], m["Destination"]) for m in mounts] == [("volume", volumes[0], "/etc")]
+    d("rm", "-v", "uses-image-volume")
+    assert d("volume", "ls", "-q").stdout.strip() == ""

@@ -221,3 +221,28 @@ def test_a_leaked_fd_of_the_invoker_does_not_reach_the_container(boxes, workdir)
         assert out.split() == [b"0", b"1", b"2"]
     finally:
         os.close(leak)
+
+
+def test_devices_sysctl_and_oom_score_adj(boxes):
+    r = boxes.run(["sh", "-c", "ls -ln /dev/extra/mynull; echo x > /dev/extra/mynull && echo wrote; "
+                               "cat /proc/sys/net/core/somaxconn; cat /proc/self/oom_score_adj"],
+                  devices=[{"path": "/dev/extra/mynull", "type": "c", "major": 1, "minor": 3,
+                            "fileMode": 0o620, "uid": 0, "gid": 5}],
+                  sysctl={"net.core.somaxconn": "511"},
+                  process={"oomScoreAdj": 500})
+    lines = r.out.splitlines()
+    assert lines[0].startswith("crw--w----") and " 0 " in lines[0] and " 5 " in lines[0] and "1,   3" in lines[0]
+    assert lines[1:] == ["wrote", "511", "500"]
+
+
+@pytest.mark.parametrize("top,needle", [
+    ({"devices": [{"path": "/etc/evil", "type": "c", "major": 1, "minor": 3}]}, "must be under /dev"),
+    ({"devices": [{"path": "/dev/x", "type": "p", "major": 1, "minor": 3}]}, "type must be"),
+    ({"sysctl": {"../../etc": "1"}}, "invalid sysctl"),
+    ({"process": {"oomScoreAdj": 5000}}, "outside -1000..1000"),
+])
+def test_bad_devices_sysctls_and_oom_scores(boxes, top, needle):
+    bundle, spec = boxes.spec(["true"], **top)
+    rt.write_spec(bundle, spec)
+    with pytest.raises(InvalidArgument, match=needle):
+        rt.spawn_monitor(bundle)

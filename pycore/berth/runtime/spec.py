@@ -9,7 +9,7 @@ there). Shape, camelCase keys::
                terminal, openStdin, stdinOnce, consoleSize {height, width},
                capabilities (list of names, or {bounding, effective, permitted,
                inheritable, ambient}; absent = Docker's default set),
-               noNewPrivileges, rlimits [{type, soft, hard}]
+               noNewPrivileges, rlimits [{type, soft, hard}], oomScoreAdj
     root:      lowerdirs (top-most first), upperdir, workdir | path; mountpoint;
                readonly
     hostname, domainname
@@ -22,6 +22,9 @@ there). Shape, camelCase keys::
                absent; give [] for --privileged)
     cgroupPaths: directories whose cgroup.procs the process joins
     logPath:   json-file log; stopSignal: number
+    devices:   [{path (under /dev), type "c"|"b", major, minor, fileMode, uid, gid}]
+    sysctl:    {"net.core.somaxconn": "1024"} (namespaced ones; set before /proc/sys
+               turns read-only)
 """
 
 from __future__ import annotations

@@ -141,8 +141,10 @@ fn container_setup(spec: &Spec, stdio: &ChildStdio, born_in: Option<usize>) -> R
     for m in &spec.mounts {
         rootfs::mount_one(root.as_raw_fd(), m)?;
     }
+    rootfs::make_spec_devices(root.as_raw_fd(), &spec.devices)?;
     rootfs::pivot(&root)?;
     drop(root);
+    rootfs::set_sysctls(&spec.sysctl)?;
     rootfs::mask_paths(&spec.masked_paths)?;
     rootfs::readonly_paths(&spec.readonly_paths)?;
     if spec.root.readonly {
@@ -289,6 +291,9 @@ fn prepare_exec(process: &Process, stdio: &ChildStdio, console: bool) -> Result<
             None => user::resolve(&uid.to_string(), &passwd, &group).map(|u| u.home).unwrap_or_else(|_| "/".into()),
         };
         env.push(format!("HOME={home}"));
+    }
+    if let Some(adj) = process.oom_score_adj {
+        sys::write_file("/proc/self/oom_score_adj", &adj.to_string()).ctx("set oom_score_adj")?;
     }
     apply_rlimits(process)?;
     ensure_cwd(&process.cwd, uid, gid)?;

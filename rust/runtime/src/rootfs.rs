@@ -362,6 +362,37 @@ fn make_devices(dev: RawFd) -> Result<()> {
     Ok(())
 }
 
+/// The spec's device nodes, replacing berth's own of the same name.
+pub fn make_spec_devices(root: RawFd, devices: &[crate::spec::Device]) -> Result<()> {
+    for d in devices {
+        let (parent, name) = d.path.rsplit_once('/').unwrap_or(("/dev", &d.path));
+        let dir = resolve_in_root(root, parent, Some(Kind::Dir))?;
+        let c = sys::cstr(name).with_ctx(|| format!("device {}", d.path))?;
+        let kind = if d.kind == "b" { libc::S_IFBLK } else { libc::S_IFCHR };
+        let dev = libc::makedev(d.major, d.minor);
+        let mut r = unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), kind | (d.file_mode & 0o7777), dev) };
+        if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
+            unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
+            r = unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), kind | (d.file_mode & 0o7777), dev) };
+        }
+        sys::cvt(r).with_ctx(|| format!("mknod {}", d.path))?;
+        sys::cvt(unsafe { libc::fchmodat(dir.as_raw_fd(), c.as_ptr(), d.file_mode & 0o7777, 0) })
+            .with_ctx(|| format!("chmod {}", d.path))?;
+        sys::cvt(unsafe { libc::fchownat(dir.as_raw_fd(), c.as_ptr(), d.uid, d.gid, libc::AT_SYMLINK_NOFOLLOW) })
+            .with_ctx(|| format!("chown {}", d.path))?;
+    }
+    Ok(())
+}
+
+/// Write namespaced sysctls through the container's /proc (after pivot_root).
+pub fn set_sysctls(sysctl: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    for (key, value) in sysctl {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        sys::write_file(&path, value).with_ctx(|| format!("sysctl {key}={value}"))?;
+    }
+    Ok(())
+}
+
 /// Enter the rootfs: pivot_root on itself, then detach the old root (which is
 /// stacked under the new one), leaving no path back to the host.
 pub fn pivot(root: &OwnedFd) -> Result<()> {

@@ -40,6 +40,35 @@ pub struct Spec {
     /// Signal the daemon sends on stop (kept here so it survives a daemon restart).
     #[serde(default)]
     pub stop_signal: Option<i32>,
+    /// Device nodes made in the container's /dev (`--device`, `--privileged`).
+    #[serde(default)]
+    pub devices: Vec<Device>,
+    /// Namespaced kernel parameters (`--sysctl net.core.somaxconn=1024`), set
+    /// before /proc/sys is made read-only.
+    #[serde(default)]
+    pub sysctl: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Device {
+    /// Path in the container (`/dev/fuse`).
+    pub path: String,
+    /// `c` (character) or `b` (block).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub major: u32,
+    pub minor: u32,
+    #[serde(default = "default_device_mode")]
+    pub file_mode: u32,
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+}
+
+fn default_device_mode() -> u32 {
+    0o666
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,6 +99,9 @@ pub struct Process {
     pub no_new_privileges: bool,
     #[serde(default)]
     pub rlimits: Vec<Rlimit>,
+    /// /proc/<pid>/oom_score_adj (`--oom-score-adj`), -1000..1000.
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
 }
 
 fn default_cwd() -> String {
@@ -296,6 +328,19 @@ impl Spec {
                 return Err(Error::Spec(format!("bind mount on {}: source must be an absolute path", m.destination)));
             }
         }
+        for d in &self.devices {
+            if !d.path.starts_with("/dev/") || d.path.contains("/../") || d.path.ends_with("/..") {
+                return Err(Error::Spec(format!("device path {:?} must be under /dev", d.path)));
+            }
+            if d.kind != "c" && d.kind != "b" {
+                return Err(Error::Spec(format!("device {}: type must be \"c\" or \"b\", not {:?}", d.path, d.kind)));
+            }
+        }
+        for key in self.sysctl.keys() {
+            if key.is_empty() || key.contains('/') || key.split('.').any(|c| c.is_empty() || c == "..") {
+                return Err(Error::Spec(format!("invalid sysctl name {key:?}")));
+            }
+        }
         if (self.hostname.is_some() || self.domainname.is_some()) && self.namespaces.uts != NsMode::New {
             return Err(Error::Spec("a hostname needs a new UTS namespace".into()));
         }
@@ -320,6 +365,11 @@ impl Process {
             let s = c.sets();
             for name in s.bounding.iter().chain(&s.effective).chain(&s.permitted).chain(&s.inheritable).chain(&s.ambient) {
                 crate::caps::number(name)?;
+            }
+        }
+        if let Some(adj) = self.oom_score_adj {
+            if !(-1000..=1000).contains(&adj) {
+                return Err(Error::Spec(format!("oomScoreAdj {adj} is outside -1000..1000")));
             }
         }
         for r in &self.rlimits {

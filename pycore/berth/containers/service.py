@@ -398,6 +398,16 @@ class ContainerService:
         await self._persist(c)
         self._event(c, "start")
         self._watch(c)
+        self._volumes_hook("container_started", c)
+
+    def _volumes_hook(self, name: str, c: Container) -> None:
+        """Tell the volumes service (its mount/unmount events)."""
+        hook = getattr(self._volumes(), name, None)
+        if hook is not None:
+            try:
+                hook(c.id)
+            except BerthError as exc:
+                log.warning("container %s: volumes: %s", c.id[:12], exc.message)
 
     async def _start_failed(self, c: Container, exc: runtime.StartError) -> None:
         """The command could not run (Docker's 126/127): record it like an exit."""
@@ -493,6 +503,7 @@ class ContainerService:
         if oom:
             self._event(c, "oom")
         self._event(c, "die", exitCode=str(code))
+        self._volumes_hook("container_stopped", c)
         self._resolve(self._next_exit, c.id, c)
         if c.host_config.get("AutoRemove"):
             # Not awaited: the caller may hold the container's operation lock.
@@ -558,6 +569,10 @@ class ContainerService:
         async with self._op_lock(c.id):
             if c.status != RESTARTING or c.id not in self._containers:
                 return
+            if c.state.manually_stopped:
+                c.state.status = EXITED
+                await self._persist(c)
+                return
             c.restart_count += 1
             try:
                 await self._start_locked(c)
@@ -606,10 +621,13 @@ class ContainerService:
         c = self.get(name_or_id)
         if c.status == RESTARTING:
             c.state.manually_stopped = True
-            self._cancel_restart(c)
-            await self._persist(c)
-            self._event(c, "stop")
-            return
+            # A restart already under way finishes first; then it is stopped below.
+            async with self._op_lock(c.id):
+                if c.status == RESTARTING:
+                    self._cancel_restart(c)
+                    await self._persist(c)
+                    self._event(c, "stop")
+                    return
         if not c.running:
             raise NotModified(f"container {c.id} is already stopped")
         await self._stop_running(c, timeout, sig)
@@ -1044,6 +1062,8 @@ class ContainerService:
             log.warning("removing half-created container %s (%s)", cid[:12], name)
             await asyncio.to_thread(self._discard_half_created, cid, name, volumes)
         self._incomplete.clear()
+        if volumes is not None and hasattr(volumes, "reconcile_references"):
+            await asyncio.to_thread(volumes.reconcile_references, [c.id for c in self.all()])
         for c in self.all():
             try:
                 await self._reconcile(c)
@@ -1129,6 +1149,17 @@ class ContainerService:
 
     def close(self) -> None:
         self._saver.shutdown(wait=True)
+        self._remove_cgroup_parent()
+
+    def _remove_cgroup_parent(self) -> None:
+        """The daemon's cgroup parent, when no container is left in it (rmdir
+        refuses a non-empty cgroup, so running containers keep theirs)."""
+        mount, parent = self.cgroups.mount, self.cgroups.parent
+        dirs = ([os.path.join(mount, parent)] if self.cgroups.version == 2 else
+                [os.path.join(mount, c, parent) for c in self.cgroups.controllers])
+        for d in dirs:
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
 
     # ------------------------------------------------------------------ list / inspect
     def list(self, all_: bool = False, limit: int | None = None, size: bool = False,

@@ -75,7 +75,8 @@ struct Monitor {
     stdin: Option<OwnedFd>,
     stdin_pending: Vec<u8>,
     stdin_once: bool,
-    terminal: Option<RawFd>,
+    /// The pty master, for resizing.
+    terminal: Option<OwnedFd>,
     log: Option<JsonLog>,
     /// None once the exit is recorded: late connections are refused at once.
     listener: Option<OwnedFd>,
@@ -201,15 +202,16 @@ fn set_nonblocking(fd: RawFd) {
 }
 
 fn create(mode: &Mode, sigfd: OwnedFd) -> Result<Monitor, Error> {
-    let (process, cgroup_paths, log_path) = match mode {
+    let (container, process, cgroup_paths, log_path) = match mode {
         Mode::Container { .. } => {
             let spec = Spec::load(std::path::Path::new("spec.json"))?;
-            (spec.process.clone(), spec.cgroup_paths.clone(), spec.log_path.clone())
+            let (p, c, l) = (spec.process.clone(), spec.cgroup_paths.clone(), spec.log_path.clone());
+            (Some(spec), p, c, l)
         }
         Mode::Exec { bundle, .. } => {
             let exec = ExecSpec::load(std::path::Path::new("spec.json"))?;
             let container = Spec::load(&std::path::Path::new(bundle).join("spec.json"))?;
-            (exec.process, container.cgroup_paths, None)
+            (None, exec.process, container.cgroup_paths, None)
         }
     };
     let mut outputs = Vec::new();
@@ -230,12 +232,10 @@ fn create(mode: &Mode, sigfd: OwnedFd) -> Result<Monitor, Error> {
         };
         ChildStdio::Pipes { stdin: child_in, stdout: out_w, stderr: err_w }
     };
-    let created = match mode {
-        Mode::Container { .. } => {
-            let spec = Spec::load(std::path::Path::new("spec.json"))?;
-            process::create_container(&spec, stdio)?
-        }
-        Mode::Exec { bundle, .. } => {
+    let created = match (mode, &container) {
+        (Mode::Container { .. }, Some(spec)) => process::create_container(spec, stdio)?,
+        (Mode::Container { .. }, None) => unreachable!("a container mode always has its spec"),
+        (Mode::Exec { bundle, .. }, _) => {
             let init_pid = container_pid(bundle)?;
             process::create_exec(init_pid, &cgroup_paths, &process, stdio)?
         }
@@ -253,14 +253,16 @@ fn create(mode: &Mode, sigfd: OwnedFd) -> Result<Monitor, Error> {
     };
     let mut terminal = None;
     if let Some(master) = &created.master {
-        let dup = unsafe { libc::fcntl(master.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
-        let dup = unsafe { OwnedFd::from_raw_fd(sys::cvt(dup).map_err(|e| Error::io("dup pty master", e))?) };
-        terminal = Some(dup.as_raw_fd());
-        outputs.push(Output { fd: dup, stream: 0 });
+        // Separate fds for output, input and resizing: each goes away on its own.
+        let dup = || -> Result<OwnedFd, Error> {
+            let fd = unsafe { libc::fcntl(master.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+            Ok(unsafe { OwnedFd::from_raw_fd(sys::cvt(fd).map_err(|e| Error::io("dup pty master", e))?) })
+        };
+        outputs.push(Output { fd: dup()?, stream: 0 });
         if process.open_stdin {
-            let w = unsafe { libc::fcntl(master.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
-            stdin = Some(unsafe { OwnedFd::from_raw_fd(sys::cvt(w).map_err(|e| Error::io("dup pty master", e))?) });
+            stdin = Some(dup()?);
         }
+        terminal = Some(dup()?);
     }
     for o in &outputs {
         set_nonblocking(o.fd.as_raw_fd());
@@ -780,7 +782,7 @@ impl Monitor {
     }
 
     fn resize(&mut self, i: usize, args: &Value) {
-        let Some(fd) = self.terminal else {
+        let Some(fd) = self.terminal.as_ref().map(|t| t.as_raw_fd()) else {
             return self.reply(i, b'E', &json!({"message": "the process has no terminal to resize"}));
         };
         let dim = |k: &str| args.get(k).and_then(Value::as_u64).filter(|v| *v <= u16::MAX as u64);

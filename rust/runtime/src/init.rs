@@ -126,6 +126,9 @@ fn container_setup(spec: &Spec, stdio: &ChildStdio, born_in: Option<usize>) -> R
         spec.cgroup_paths.iter().enumerate().filter(|(i, _)| Some(*i) != born_in).map(|(_, p)| p.clone()).collect();
     join_cgroups(&to_join)?;
     let ns = &spec.namespaces;
+    if ns.cgroup == NsMode::New {
+        sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }).ctx("new cgroup namespace")?;
+    }
     for (mode, flag) in [(&ns.ipc, libc::CLONE_NEWIPC), (&ns.uts, libc::CLONE_NEWUTS), (&ns.net, libc::CLONE_NEWNET), (&ns.cgroup, libc::CLONE_NEWCGROUP)] {
         if let NsMode::Join(path) = mode {
             let fd = sys::open(path, libc::O_RDONLY).with_ctx(|| format!("open {} namespace {path}", ns_name(flag)))?;

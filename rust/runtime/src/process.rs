@@ -30,7 +30,8 @@ pub fn create_container(spec: &Spec, stdio: ChildStdio) -> Result<Created> {
         (&ns.net, libc::CLONE_NEWNET),
         (&ns.ipc, libc::CLONE_NEWIPC),
         (&ns.uts, libc::CLONE_NEWUTS),
-        (&ns.cgroup, libc::CLONE_NEWCGROUP),
+        // A new cgroup namespace is made by the child once it is in its cgroups
+        // (CLONE_INTO_CGROUP aside, cloning it here would root it at ours).
     ] {
         if *mode == NsMode::New {
             flags |= flag as u64;

@@ -142,6 +142,10 @@ class ContainerService:
         self.db.migrate("containers", MIGRATIONS)
         self.root = config.path("containers")
         os.makedirs(self.root, mode=0o711, exist_ok=True)
+        #: Removed containers' directories wait here for deletion (same filesystem).
+        self.trash_dir = config.path("tmp", "removed-containers")
+        shutil.rmtree(self.trash_dir, ignore_errors=True)
+        os.makedirs(self.trash_dir, mode=0o700, exist_ok=True)
         self.cgroups = CgroupManager(parent_name(config.root))
         self._lock = threading.RLock()   # the in-memory maps (image hooks read them from threads)
         self._containers: dict[str, Container] = {}
@@ -149,6 +153,7 @@ class ContainerService:
         self._incomplete: list[tuple[str, str]] = []
         self.execs: dict[str, ExecProcess] = {}
         self._saver = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="berth-ctr-db")
+        self._trasher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="berth-ctr-rm")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._op_locks: dict[str, asyncio.Lock] = {}
         self._next_exit: dict[str, asyncio.Future] = {}
@@ -725,10 +730,19 @@ class ContainerService:
         volumes = self._volumes()
         if volumes is not None:
             volumes.release(c.id, remove_volumes)
-        shutil.rmtree(c.bundle, ignore_errors=True)
-        if os.path.exists(c.bundle):
-            raise SystemError_(f"cannot remove the directory of container {c.id}")
+        # Out of the way at once (a rename), deleted in the background: unlinking a
+        # container's files costs more than the rest of its removal.
+        trash = os.path.join(self.trash_dir, c.id)
+        try:
+            os.rename(c.bundle, trash)
+        except FileNotFoundError:
+            trash = None
+        except OSError as exc:
+            raise SystemError_(f"cannot remove the directory of container {c.id}: "
+                               f"{exc.strerror}") from None
         self.db.execute("DELETE FROM containers WHERE id=?", (c.id,))
+        if trash is not None:
+            self._trasher.submit(shutil.rmtree, trash, True)
 
     def _forget(self, c: Container) -> None:
         with self._lock:
@@ -1149,6 +1163,7 @@ class ContainerService:
 
     def close(self) -> None:
         self._saver.shutdown(wait=True)
+        self._trasher.shutdown(wait=True)
         self._remove_cgroup_parent()
 
     def _remove_cgroup_parent(self) -> None:

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,3 +129,22 @@ def host_mounts_under(path: Path) -> list[str]:
     """Lines of the host's mountinfo that mention `path`."""
     text = Path("/proc/self/mountinfo").read_text()
     return [line for line in text.splitlines() if str(path) in line]
+
+
+@pytest.fixture
+def memory_cgroup():
+    base = "/sys/fs/cgroup/memory"
+    if not os.path.exists(os.path.join(base, "cgroup.procs")):
+        pytest.skip("no cgroup v1 memory controller")
+    path = os.path.join(base, f"berth-rt-test-{os.getpid()}-{time.monotonic_ns()}")
+    os.mkdir(path)
+    yield path
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.rmdir(path)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -167,3 +167,15 @@ def test_rootfs_mount_is_not_visible_on_the_host_while_running(boxes):
     assert host_mounts_under(bundle) == []
     rt.kill(bundle, "KILL")
     assert rt.wait_exit_sync(bundle, timeout=30)["exitCode"] == 137
+
+
+def test_sys_fs_cgroup_shows_the_containers_own_cgroups(boxes, memory_cgroup):
+    with open(os.path.join(memory_cgroup, "memory.limit_in_bytes"), "w") as f:
+        f.write(str(48 * 1024 * 1024))
+    r = boxes.run(["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "
+                               "grep ' /sys/fs/cgroup/memory ' /proc/mounts; touch /sys/fs/cgroup/memory/x"],
+                  cgroupPaths=[memory_cgroup])
+    lines = r.out.splitlines()
+    assert lines[0] == str(48 * 1024 * 1024)
+    assert " ro," in lines[1]
+    assert "Read-only file system" in r.stderr.decode()

@@ -365,25 +365,6 @@ def test_a_second_monitor_for_a_live_bundle_is_refused(boxes):
     assert rt.state(bundle)["status"] == "running"
 
 
-@pytest.fixture
-def memory_cgroup():
-    base = "/sys/fs/cgroup/memory"
-    if not os.path.exists(os.path.join(base, "cgroup.procs")):
-        pytest.skip("no cgroup v1 memory controller")
-    path = os.path.join(base, f"berth-rt-test-{os.getpid()}-{time.monotonic_ns()}")
-    os.mkdir(path)
-    yield path
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            os.rmdir(path)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 def test_cgroup_join_and_oom_kill_is_recorded(boxes, memory_cgroup):
     with open(os.path.join(memory_cgroup, "memory.limit_in_bytes"), "w") as f:
         f.write(str(16 * 1024 * 1024))

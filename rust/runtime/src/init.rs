@@ -125,6 +125,7 @@ fn container_setup(spec: &Spec, stdio: &ChildStdio, born_in: Option<usize>) -> R
     let to_join: Vec<String> =
         spec.cgroup_paths.iter().enumerate().filter(|(i, _)| Some(*i) != born_in).map(|(_, p)| p.clone()).collect();
     join_cgroups(&to_join)?;
+    let cgroups = rootfs::CgroupView::capture();
     let ns = &spec.namespaces;
     if ns.cgroup == NsMode::New {
         sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }).ctx("new cgroup namespace")?;
@@ -141,6 +142,7 @@ fn container_setup(spec: &Spec, stdio: &ChildStdio, born_in: Option<usize>) -> R
     rootfs::make_private()?;
     let root = rootfs::mount_root(&spec.root)?;
     rootfs::mount_defaults(root.as_raw_fd(), &spec.mounts)?;
+    rootfs::mount_cgroups(root.as_raw_fd(), &spec.mounts, &cgroups)?;
     for m in &spec.mounts {
         rootfs::mount_one(root.as_raw_fd(), m)?;
     }

@@ -336,6 +336,101 @@ pub fn mount_defaults(root: RawFd, mounts: &[Mount]) -> Result<()> {
     Ok(())
 }
 
+/// The host's view of the cgroup hierarchies, read while still in its namespaces.
+pub struct CgroupView {
+    mountinfo: String,
+    own: String,
+}
+
+impl CgroupView {
+    /// Read before unsharing the cgroup namespace (which rewrites both files).
+    pub fn capture() -> CgroupView {
+        CgroupView {
+            mountinfo: std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+            own: std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
+        }
+    }
+
+    /// (name under /sys/fs/cgroup, host directory of our cgroup in it); a cgroup2
+    /// root mounted at /sys/fs/cgroup itself has the name "".
+    fn hierarchies(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for line in self.mountinfo.lines() {
+            let Some((pre, post)) = line.split_once(" - ") else { continue };
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let post: Vec<&str> = post.split(' ').collect();
+            if pre.len() < 5 || post.len() < 3 {
+                continue;
+            }
+            let (mount_root, mountpoint, fstype) = (pre[3], pre[4], post[0]);
+            let name = match mountpoint.strip_prefix("/sys/fs/cgroup") {
+                Some("") => "",
+                Some(rest) if rest.starts_with('/') && !rest[1..].contains('/') => &rest[1..],
+                _ => continue,
+            };
+            let opts: Vec<&str> = post[2].split(',').collect();
+            let path = self.own.lines().find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+                let matches = match fstype {
+                    "cgroup2" => controllers.is_empty(),
+                    "cgroup" => !controllers.is_empty() && controllers.split(',').all(|c| opts.contains(&c)),
+                    _ => false,
+                };
+                matches.then(|| path.to_string())
+            });
+            let Some(path) = path else { continue };
+            let rel = path.strip_prefix(mount_root).unwrap_or(&path).trim_start_matches('/');
+            let source = if rel.is_empty() { mountpoint.to_string() } else { format!("{mountpoint}/{rel}") };
+            out.push((name.to_string(), source));
+        }
+        out
+    }
+}
+
+/// Docker's /sys/fs/cgroup: the container's own cgroups, read-only (unless the
+/// spec's /sys is writable). cgroup v2 at /sys/fs/cgroup: a bind of our directory;
+/// v1/hybrid: a tmpfs holding a bind of our directory in each hierarchy.
+pub fn mount_cgroups(root: RawFd, mounts: &[Mount], view: &CgroupView) -> Result<()> {
+    if has_mount(mounts, "/sys/fs/cgroup") {
+        return Ok(());
+    }
+    let hierarchies = view.hierarchies();
+    if hierarchies.is_empty() {
+        return Ok(());
+    }
+    let ro = mounts
+        .iter()
+        .find(|m| m.destination.trim_end_matches('/') == "/sys")
+        .map_or(true, |m| m.options.iter().any(|o| o == "ro"));
+    let flags = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV | if ro { libc::MS_RDONLY } else { 0 };
+    let bind = |source: &str, target: &OwnedFd, what: &str| -> Result<()> {
+        let t = sys::fd_path(target);
+        sys::mount(Some(source), &t, None, libc::MS_BIND | libc::MS_REC, None).with_ctx(|| format!("bind {source} on {what}"))?;
+        Ok(())
+    };
+    let base = resolve_in_root(root, "/sys/fs/cgroup", None)?;
+    if let Some((_, source)) = hierarchies.iter().find(|(name, _)| name.is_empty()) {
+        bind(source, &base, "/sys/fs/cgroup")?;
+        let t = resolve_in_root(root, "/sys/fs/cgroup", None)?;
+        return remount(&sys::fd_path(&t), flags).ctx("remount /sys/fs/cgroup");
+    }
+    sys::mount(Some("tmpfs"), &sys::fd_path(&base), Some("tmpfs"), libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV, Some("mode=755"))
+        .ctx("mount tmpfs on /sys/fs/cgroup")?;
+    for (name, source) in &hierarchies {
+        let dest = format!("/sys/fs/cgroup/{name}");
+        let t = resolve_in_root(root, &dest, Some(Kind::Dir))?;
+        bind(source, &t, &dest)?;
+        let t = resolve_in_root(root, &dest, None)?;
+        remount(&sys::fd_path(&t), flags).with_ctx(|| format!("remount {dest}"))?;
+    }
+    if ro {
+        let t = resolve_in_root(root, "/sys/fs/cgroup", None)?;
+        remount(&sys::fd_path(&t), libc::MS_RDONLY).ctx("remount /sys/fs/cgroup read-only")?;
+    }
+    Ok(())
+}
+
 const DEVICES: &[(&str, u32, u32)] = &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 const DEV_LINKS: &[(&str, &str)] = &[
     ("fd", "/proc/self/fd"),
@@ -448,6 +543,33 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn cgroup_hierarchies_map_to_our_directories() {
+        let view = CgroupView {
+            mountinfo: "36 25 0:31 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory\n\
+                        37 25 0:32 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+                        38 25 0:33 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                        39 25 0:34 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
+                        40 25 0:35 / /proc rw - proc proc rw\n"
+                .into(),
+            own: "4:memory:/berth/c1\n3:cpu,cpuacct:/berth/c1\n1:name=systemd:/\n0::/berth/c1\n".into(),
+        };
+        assert_eq!(
+            view.hierarchies(),
+            vec![
+                ("memory".to_string(), "/sys/fs/cgroup/memory/berth/c1".to_string()),
+                ("cpu,cpuacct".to_string(), "/sys/fs/cgroup/cpu,cpuacct/berth/c1".to_string()),
+                ("unified".to_string(), "/sys/fs/cgroup/unified/berth/c1".to_string()),
+                ("systemd".to_string(), "/sys/fs/cgroup/systemd".to_string()),
+            ]
+        );
+        let v2 = CgroupView {
+            mountinfo: "30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n".into(),
+            own: "0::/system.slice/x\n".into(),
+        };
+        assert_eq!(v2.hierarchies(), vec![("".to_string(), "/sys/fs/cgroup/system.slice/x".to_string())]);
     }
 
     #[test]

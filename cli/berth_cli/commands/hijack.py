@@ -24,10 +24,11 @@ from ..transport import ProtocolError
 DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p, ctrl-q
 _READ_SIZE = 1 << 16
 
-# What `--sig-proxy` forwards (docker forwards every signal it can catch; these are
-# the ones a terminal or a supervisor sends). Names as the Engine API takes them.
+# What `--sig-proxy` forwards: docker forwards every signal it can catch; these are
+# the ones a terminal, a shell or a supervisor sends (not SIGALRM: that is a
+# process's own timer, and test runners time out with it). Names as the API takes them.
 FORWARDED_SIGNALS = {getattr(_signal, "SIG" + name): name
-                     for name in ("HUP", "INT", "QUIT", "USR1", "USR2", "TERM", "ALRM", "TSTP")}
+                     for name in ("HUP", "INT", "QUIT", "USR1", "USR2", "TERM", "TSTP")}
 
 
 _CTRL_KEYS = "@abcdefghijklmnopqrstuvwxyz[\\]^_"  # ctrl-@ is 0, ctrl-a 1, ... ctrl-_ 31

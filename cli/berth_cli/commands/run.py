@@ -39,34 +39,24 @@ def status_error(e: CLIError, command: str = "run") -> CLIError:
 
 # -- create (shared by run) ------------------------------------------------------------
 
-def _registry_auth(cli, domain: str) -> str:
-    """X-Registry-Auth for a pull: the saved credentials for ``domain``, else "{}"."""
-    try:
-        from . import registry
-        encode = getattr(registry, "encoded_auth_for", None)
-    except ImportError:
-        encode = None
-    if encode is not None:
-        return encode(cli, domain)
-    import base64
-    return base64.urlsafe_b64encode(b"{}").decode()
-
-
 def pull_image(cli, image: str, platform: str | None, quiet: bool) -> None:
-    """POST /images/create?fromImage=...; progress on stderr like docker's run."""
-    from ..formatting import display_json_messages
+    """POST /images/create?fromImage=...; progress on stderr, as docker's run shows it."""
+    from ..errors import StreamError
     from ..reference import parse_normalized
+    from .registry import display_progress, encoded_auth_for
     ref = parse_normalized(image)
     params = {"fromImage": ref.name, "tag": ref.digest or ref.tag or "latest",
               "platform": platform or None}
-    headers = {"X-Registry-Auth": _registry_auth(cli, ref.domain)}
+    headers = {"X-Registry-Auth": encoded_auth_for(cli, ref.domain)}
     resp = cli.client.request("POST", "/images/create", params, headers=headers)
     try:
-        if quiet:
-            for _ in resp.iter_json():
-                pass
+        if not quiet:
+            display_progress(resp.iter_json(), cli.err, cli.err.isatty())
             return
-        display_json_messages(resp.iter_json(), cli.err, cli.err.isatty())
+        for msg in resp.iter_json():
+            if isinstance(msg, dict) and (msg.get("errorDetail") or msg.get("error")):
+                detail = msg.get("errorDetail") or {}
+                raise StreamError(str(detail.get("message") or msg.get("error")))
     finally:
         resp.close()
 
@@ -109,14 +99,8 @@ class CidFile:
 def create_container(cli, config: dict, opts) -> str:
     """docker's createContainer: the new container's ID (pulls a missing image when
     --pull allows it; warnings go to stderr)."""
-    from ..reference import InvalidReference, parse_normalized
     image = config["Image"]
-    named = None
-    if not _is_image_id(image):
-        try:
-            named = parse_normalized(image)
-        except InvalidReference as e:
-            raise CLIError(str(e)) from None
+    named = None if _is_image_id(image) else _named_reference(image)
     cidfile = CidFile(config["HostConfig"]["ContainerIDFile"])
     try:
         if opts.pull == "always":
@@ -141,6 +125,34 @@ def create_container(cli, config: dict, opts) -> str:
         return cid
     finally:
         cidfile.close()
+
+
+# Characters of the references people type every day ("busybox", "localhost:5000/app:1.2");
+# those are left to the daemon to validate, so that `run` does not compile the
+# reference grammar (re) on every start. Anything else is checked here as docker does.
+_PLAIN_REFERENCE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-/:")
+
+
+class _LazyReference:
+    """A reference parsed only if it is needed (to pull, or to say it is invalid)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __getattr__(self, name):
+        from ..reference import parse_normalized
+        ref = parse_normalized(self.text)
+        return getattr(ref, name)
+
+
+def _named_reference(image: str):
+    if image and set(image) <= _PLAIN_REFERENCE and image[0].isalnum():
+        return _LazyReference(image)
+    from ..reference import InvalidReference, parse_normalized
+    try:
+        return parse_normalized(image)
+    except InvalidReference as e:
+        raise CLIError(str(e)) from None
 
 
 def _is_image_id(image: str) -> bool:

@@ -209,9 +209,17 @@ class LayerWriter:
         links: dict[tuple[int, int], str] = {}
         dirs: list[tuple[str, os.stat_result]] = []
         base = target.rstrip("/")
+        present: set[str] = set()
         for rel, entry in sources.walk(source, excludes):
             dest = f"{base}/{rel}"
+            parent = posixpath.dirname(rel)
+            if parent and parent not in present:
+                # Under an excluded directory that an exception reopens: the
+                # directory itself is not copied, so it is made, as untar would.
+                os.makedirs(self.host(f"{base}/{parent}"), 0o755, exist_ok=True)
+                present.add(parent)
             if entry.is_dir:
+                present.add(rel)
                 host = self.host(dest)
                 try:
                     st = os.lstat(host)

@@ -90,6 +90,10 @@ def _host_resolv_conf() -> str:
 def _make_init_layer(run: RunDir, view: LayerView, spec: RunSpec) -> bool:
     """Create the missing mount points; returns whether anything was needed."""
     needed = False
+    files = set(_ETC_FILES)
+    for m in spec.mounts:
+        if m.get("type") == "bind" and not os.path.isdir(m.get("source", "")):
+            files.add(m["destination"])
     for path in _MOUNT_DIRS + _ETC_FILES + tuple(m["destination"] for m in spec.mounts):
         if view.lookup(path) is not None:
             continue
@@ -103,7 +107,7 @@ def _make_init_layer(run: RunDir, view: LayerView, spec: RunSpec) -> bool:
             if os.path.lexists(host):
                 continue
             below = view.lookup(current)
-            if last and path in _ETC_FILES:
+            if last and path in files:
                 os.makedirs(os.path.dirname(host), exist_ok=True)
                 with open(host, "w"):
                     pass

@@ -657,13 +657,14 @@ class BuildRun:
             raise BuildError(f"the layers of image {short_id(state.image_id)} are missing: "
                              f"{e.message}") from None
 
-    def base_image(self, name: str) -> str:
-        """The image a FROM (or ``--from``) names: local, else pulled."""
+    def base_image(self, name: str, stage: int) -> str:
+        """The image a FROM (or ``--from``) names: local, else pulled (the
+        pull's progress shows in ``stage``'s output)."""
         if name in self._pulled:
             return self._pulled[name]
         images = self.svc.images
         if self.request.pull and self.svc.pull is not None:
-            image_id = self._pull(name)
+            image_id = self._pull(name, stage)
         else:
             try:
                 image_id = images.resolve(name)
@@ -671,15 +672,15 @@ class BuildRun:
                 if self.svc.pull is None:
                     raise BuildError(f"pull access denied for {name}: the image is not found "
                                      "locally and pulling is not available in this daemon") from None
-                image_id = self._pull(name)
+                image_id = self._pull(name, stage)
             except InvalidArgument as e:
                 raise BuildError(f"invalid base image {name!r}: {e.message}") from None
         self._pulled[name] = image_id
         return image_id
 
-    def _pull(self, name: str) -> str:
+    def _pull(self, name: str, stage: int) -> str:
         def progress(message: dict) -> None:
-            self.emit(message)
+            self.output.write(stage, message)
         platform = "/".join(v for v in (self.platform["os"], self.platform["architecture"]) if v)
         try:
             return self.svc.pull(name, platform, self.request.auth, progress)
@@ -694,7 +695,7 @@ class BuildRun:
             key = f"stage:{ref.stage}"
             what = f"stage {self.stages[ref.stage].label()}"
         else:
-            image_id = self.base_image(ref.image)
+            image_id = self.base_image(ref.image, current)
             self.use_image(image_id)
             state = ImageState.from_config(image_id, self.svc.images.image_config(image_id).raw,
                                            self.svc.images.image_layers(image_id))
@@ -712,6 +713,10 @@ class BuildRun:
         path = os.path.join(self.svc.tmp_root, "layer-" + secrets.token_hex(12))
         os.mkdir(path, 0o755)
         return path
+
+    def temp_path(self, suffix: str = "") -> str:
+        """A name for a temporary file of this build (not created)."""
+        return os.path.join(self.svc.tmp_root, "file-" + secrets.token_hex(12) + suffix)
 
     def mount_source(self, sources: Sources, source: Source, readonly: bool) -> str:
         """A host path to bind for ``RUN --mount=type=bind``: the file or

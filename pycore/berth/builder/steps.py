@@ -181,7 +181,7 @@ class StageExecutor:
             self.state = ImageState(architecture=run.platform["architecture"],
                                     os=run.platform["os"], variant=run.platform.get("variant", ""))
         else:
-            image_id = run.base_image(name)
+            image_id = run.base_image(name, stage.index)
             raw = self.svc.images.image_config(image_id).raw
             self.state = ImageState.from_config(image_id, raw, self.svc.images.image_layers(image_id))
             run.use_image(image_id)
@@ -534,7 +534,7 @@ class StageExecutor:
         tmp = None
         try:
             if kind in ("bzip2", "xz"):
-                tmp = self.run.new_layer_dir() + ".tar"
+                tmp = self.run.temp_path(".tar")
                 opener = bz2.open if kind == "bzip2" else lzma.open
                 with opener(path, "rb") as fin, open(tmp, "wb") as fout:
                     shutil.copyfileobj(fin, fout, 1 << 20)
@@ -550,7 +550,7 @@ class StageExecutor:
     def _download(self, url: str, checksum: str) -> tuple[str, int | None, str, str]:
         """Fetch ``url`` into a temp file: (path, mtime ns, file name, sha256 digest)."""
         self.say(f"Downloading {url}\n")
-        path = self.run.new_layer_dir() + ".download"
+        path = self.run.temp_path(".download")
         h = _native.Sha256()
         try:
             request = urllib.request.Request(url, headers={"User-Agent": "berth-builder"})

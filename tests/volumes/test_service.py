@@ -187,6 +187,12 @@ def test_reconcile_adopts_orphans_and_finishes_removals(workdir):
     (trash / "_data").mkdir(parents=True)
     service = VolumeService(Config(root=str(root)), EventBus())
     assert names(service) == ["orphan"]
+    # A removal that crashed after moving the data out finishes at start-up.
+    service.create("half-removed")
+    service.close()
+    os.rename(root / "volumes" / "half-removed", root / "volumes" / ".trash-half-removed-abcd")
+    service = VolumeService(Config(root=str(root)), EventBus())
+    assert names(service) == ["orphan"]
     assert (orphan / "precious").read_text() == "never thrown away"
     assert not trash.exists()
     # A row whose directory vanished gets an empty one back.

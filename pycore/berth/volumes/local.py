@@ -82,7 +82,8 @@ class LocalDriver:
             raise
 
     def remove(self, name: str) -> None:
-        """Out of sight at once (a rename), then deleted."""
+        """Out of sight at once (a rename), then deleted. A crash in between
+        leaves ``.trash-<name>-<random>``, finished by :meth:`remove_trash`."""
         base = self.path(name)
         if self.is_mounted(name):
             raise SystemError_(f"remove {name}: its data directory is still mounted")
@@ -101,11 +102,15 @@ class LocalDriver:
         return [e for e in entries if not e.startswith(TRASH_PREFIX)
                 and os.path.isdir(os.path.join(self.root, e))]
 
-    def remove_trash(self) -> None:
-        """Start-up: finish removals a crash interrupted."""
+    def remove_trash(self) -> set[str]:
+        """Start-up: finish removals a crash interrupted; returns the names of
+        the volumes whose data was found half-removed."""
+        names = set()
         for entry in os.listdir(self.root):
             if entry.startswith(TRASH_PREFIX):
+                names.add(entry[len(TRASH_PREFIX):].rsplit("-", 1)[0])
                 _rmtree(os.path.join(self.root, entry))
+        return names
 
     def size(self, name: str) -> int:
         """Bytes of the volume's files (hard links counted once, as Docker's

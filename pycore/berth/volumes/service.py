@@ -116,8 +116,12 @@ class VolumeService:
         volumes go, a volume directory without a row is adopted (its data is
         never thrown away), a row without a directory gets an empty one back,
         and volumes with mount options in use are mounted again."""
-        self.driver.remove_trash()
+        trashed = self.driver.remove_trash()
         remove_stale_mountpoints(self.tmp_dir)
+        for name in trashed:
+            if not self.driver.exists(name):
+                # Removed from the disk, not yet from the database: finish.
+                self.db.execute("DELETE FROM volumes WHERE name=?", (name,))
         known = {r["name"] for r in self.db.query("SELECT name FROM volumes")}
         for name in self.driver.names_on_disk():
             if name in known or not os.path.isdir(self.driver.data_path(name)):
@@ -268,9 +272,10 @@ class VolumeService:
 
     def _destroy(self, name: str, driver: str) -> None:
         self.driver.unmount(name)
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM volumes WHERE name=?", (name,))
-            self.driver.remove(name)
+        # Data first: a crash after it is finished at start-up (remove_trash);
+        # the row first would let a crash bring the volume back.
+        self.driver.remove(name)
+        self.db.execute("DELETE FROM volumes WHERE name=?", (name,))
         self._fill_locks.pop(name, None)
         self.events.publish("volume", "destroy", name, {"driver": driver})
 

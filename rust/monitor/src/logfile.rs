@@ -97,7 +97,6 @@ impl JsonLog {
             }
         }
         self.emit(&out);
-        let _ = self.file.sync_data();
     }
 
     fn emit(&mut self, out: &[u8]) {

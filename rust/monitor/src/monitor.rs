@@ -303,7 +303,7 @@ fn create(mode: &Mode, sigfd: OwnedFd) -> Result<Monitor, Error> {
         pid_start_time: pid_start_time(pid),
         cgroup_paths,
     };
-    write_atomic("monitor.pid", format!("{}\n", std::process::id()).as_bytes(), false)
+    write_atomic("monitor.pid", format!("{}\n", std::process::id()).as_bytes())
         .map_err(|e| Error::io("write monitor.pid", e))?;
     m.write_state();
     Ok(m)
@@ -368,24 +368,25 @@ fn listen(name: &str) -> Result<OwnedFd, Error> {
     Ok(fd)
 }
 
-/// write temp + rename: readers see the old file or the whole new one. `durable`
-/// adds the fsyncs that make it survive a power loss too (the exit record);
-/// monitor.pid and state.json describe processes a power loss ends anyway.
-fn write_atomic(name: &str, data: &[u8], durable: bool) -> std::io::Result<()> {
+/// write temp + rename: readers see the old file or the whole new one (see
+/// sync_durably for surviving a power loss).
+fn write_atomic(name: &str, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = format!(".{name}.tmp");
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(data)?;
-    if durable {
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, name)?;
-    if durable {
-        if let Ok(d) = std::fs::File::open(".") {
-            let _ = d.sync_all();
+    std::fs::rename(&tmp, name)
+}
+
+/// fsync a file and its directory (here: ours).
+fn sync_durably(name: &str) {
+    for path in [name, "."] {
+        if let Ok(f) = std::fs::File::open(path) {
+            if let Err(e) = f.sync_all() {
+                eprintln!("berth-monitor: fsync {path}: {e}");
+            }
         }
     }
-    Ok(())
 }
 
 /// OOM kills counted by the memory cgroup (v1 memory.oom_control, v2 memory.events).
@@ -435,7 +436,7 @@ impl Monitor {
 
     fn write_state(&self) {
         let data = serde_json::to_vec(&self.state_json()).unwrap();
-        if let Err(e) = write_atomic("state.json", &data, false) {
+        if let Err(e) = write_atomic("state.json", &data) {
             eprintln!("berth-monitor: write state.json: {e}");
         }
     }
@@ -805,18 +806,23 @@ impl Monitor {
         }
         let exit = self.exit_json();
         let data = serde_json::to_vec(&exit).unwrap();
-        if let Err(e) = write_atomic("exit.json", &data, true) {
+        // Atomic for readers at once (temp + rename); made durable below, after
+        // the clients are told: an fsync costs milliseconds that `docker run`
+        // would otherwise wait for, and a power loss ends the container anyway.
+        if let Err(e) = write_atomic("exit.json", &data) {
             eprintln!("berth-monitor: write exit.json: {e}");
         }
-        self.write_state();
         // New connections now fail, and clients read exit.json instead.
         let _ = std::fs::remove_file("monitor.sock");
         self.listener = None;
         for i in 0..self.clients.len() {
             if self.clients[i].attached || self.clients[i].waiting {
                 proto::push_frame(&mut self.clients[i].outbuf, b'X', &data);
+                self.write_client(i);
             }
         }
+        self.write_state();
+        sync_durably("exit.json");
         // Clients get all their frames as long as they keep reading.
         let mut deadline = now_ms() + CLIENT_STALL_MS;
         loop {

@@ -187,9 +187,14 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
             raise _not_found(path, name) from None
         except OSError as exc:
             raise _os_error(f"stat {path} in container {name}", exc) from None
-        response = await _stream(request, lambda out: containerfs.write_archive(
-            view, abs_path, st, out), {PATH_STAT_HEADER: _stat_header(st),
-                                       "Content-Type": "application/x-tar"})
+        def produce(out: BinaryIO) -> None:
+            try:
+                containerfs.write_archive(view, abs_path, st, out)
+            except containerfs.PathNotFound:
+                raise _not_found(path, name) from None  # removed since the stat
+
+        response = await _stream(request, produce, {PATH_STAT_HEADER: _stat_header(st),
+                                                    "Content-Type": "application/x-tar"})
     _event(request, c, "archive-path")
     return response
 

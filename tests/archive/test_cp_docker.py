@@ -28,6 +28,10 @@ def test_cp_out_of_a_container(d, workdir):
     assert (dest / "out" / "sub" / "two").read_text() == "two\n"
     d("cp", "src:/out/.", str(dest / "flat"))
     assert sorted(os.listdir(dest / "flat")) == ["one", "sub"]
+    d("cp", "src:/bin/sh", str(dest / "sh-link"))            # the symlink itself
+    assert os.readlink(dest / "sh-link") == "/bin/busybox"
+    d("cp", "-L", "src:/bin/sh", str(dest / "sh-binary"))      # -L: what it points to
+    assert (dest / "sh-binary").stat().st_size > 100_000
     out = d("cp", "src:/out/missing", str(dest), check=False)
     assert out.returncode == 1
     assert "Could not find the file /out/missing in container src" in out.stderr

@@ -596,7 +596,7 @@ def extract_archive(view: RootView, dest: str, tar: tarfile.TarFile,
 
                     def data(fd: int, source=source) -> None:
                         while chunk := source.read(COPY_CHUNK):
-                            view_write(fd, chunk)
+                            write_all(fd, chunk)
                 create_entry(pfd, name, e, data=data, link_fd=link_fd,
                              no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, describe=full)
             finally:
@@ -618,7 +618,8 @@ def extract_archive(view: RootView, dest: str, tar: tarfile.TarFile,
             os.close(pfd)
 
 
-def view_write(fd: int, chunk: bytes) -> None:
+def write_all(fd: int, chunk: bytes) -> None:
+    """os.write until all of ``chunk`` is written."""
     view = memoryview(chunk)
     while view:
         n = os.write(fd, view)
@@ -666,7 +667,7 @@ def _copy_content(src_fd: int, dst_fd: int) -> None:
             if exc.errno not in (errno.EINVAL, errno.ENOSYS):
                 raise
             while chunk := os.read(src_fd, COPY_CHUNK):
-                view_write(dst_fd, chunk)
+                write_all(dst_fd, chunk)
             return
         if n == 0:
             return

@@ -122,7 +122,6 @@ class RootView:
     pseudo_devices: frozenset[int] = frozenset()
     _namespace: MountNamespace | None = None
     _mountpoint: str | None = None
-    _extra_fds: list[int] = field(default_factory=list)
 
     def __enter__(self) -> "RootView":
         return self
@@ -131,14 +130,9 @@ class RootView:
         self.close()
 
     def close(self) -> None:
-        for fd in [self.root_fd, *self._extra_fds]:
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self.root_fd = -1
-        self._extra_fds = []
+        if self.root_fd >= 0:
+            os.close(self.root_fd)
+            self.root_fd = -1
         if self._namespace is not None:
             self._namespace.close()
             self._namespace = None

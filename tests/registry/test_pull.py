@@ -322,13 +322,16 @@ def test_transient_statuses_are_retried(store, fake_registry, status):
     (403, NotFound, "pull access denied for"),
     (404, NotFound, "not found: blob unknown"),
 ])
-def test_layer_errors(store, fake_registry, status, error, text):
+@pytest.mark.parametrize("where", ["manifest", "layer"])
+def test_registry_errors(store, fake_registry, status, error, text, where):
     image = make_image(LAYERS)
     fake_registry.add_image("app", "v1", image)
-    victim = image.layer_digests[1]
+    victim = f"/blobs/{image.layer_digests[1]}" if where == "layer" else "/manifests/v1"
+    if status == 404 and where == "manifest":
+        text = "not found: blob unknown"  # whatever the registry says is passed on
 
     def fail(request: web.Request):
-        if request.path.endswith(f"/blobs/{victim}"):
+        if request.path.endswith(victim):
             body = {429: {"errors": [{"code": "TOOMANYREQUESTS", "message": "slow down"}]},
                     404: {"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown"}]},
                     403: {"errors": [{"code": "DENIED", "message": "no"}]},
@@ -446,3 +449,22 @@ def test_failure_in_one_layer_stops_the_others(make_store, fake_registry):
     with pytest.raises(BerthError):
         store.pull(f"{fake_registry.address}/app:v1")
     _assert_clean(store, allow_ingests=True)
+
+
+def test_stale_partial_downloads_are_replaced(store, fake_registry):
+    image = make_image(LAYERS)
+    fake_registry.add_image("app", "v1", image)
+    ingest_dir = store.images.content.ingest_dir
+    longer, wrong = image.layer_digests[0], image.layer_digests[1]
+    # one partial download longer than its blob, one whose bytes are not the blob's
+    with open(os.path.join(ingest_dir, f"pull-{longer.replace(':', '-')}"), "wb") as f:
+        f.write(b"x" * (len(image.layers[0]) + 10))
+    with open(os.path.join(ingest_dir, f"pull-{wrong.replace(':', '-')}"), "wb") as f:
+        f.write(b"garbage" * 100)
+    [result] = store.pull(f"{fake_registry.address}/app:v1")
+    assert result.image_id == image.config_digest
+    assert _snapshot_file(store, result.image_id, "usr/lib/b") == LAYERS[1]["usr/lib/b"]
+    assert store.leftovers()["ingests"] == []
+    # the corrupt one was resumed (Range from its length), then fetched again whole
+    ranges = [g.headers.get("Range") for g in _blob_gets(fake_registry, wrong)]
+    assert ranges == ["bytes=700-", None]

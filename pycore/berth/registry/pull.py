@@ -338,13 +338,16 @@ class Puller:
         except Conflict:
             raise Conflict(f"{self.image}: layer {desc.digest} is being downloaded by another "
                            "process using this data root") from None
+        if writer.offset > desc.size:
+            # Longer than the blob: not a prefix of it. Start over.
+            writer.abort()
+            writer = await asyncio.to_thread(self.images.content.writer, ref, desc.digest,
+                                             desc.size, False)
         resumed_from = writer.offset
         keep = False
         unpacking: asyncio.Future | None = None
         sink = None
         try:
-            if resumed_from > desc.size:
-                raise InvalidArgument(f"layer {desc.digest}: stale partial download")
             pipe_read = pipe_write = None
             if unpack:
                 pipe_read, pipe_write = make_pipe()

@@ -12,6 +12,7 @@ TOP_LEVEL: dict[str, tuple[str, str]] = {
     "builder": ("build", "BUILDER"),
     "container": ("containers", "CONTAINER"),
     "image": ("images", "IMAGE"),
+    "network": ("networks", "NETWORK"),
     "registry": ("registry", "REGISTRY"),
     "system": ("system", "SYSTEM"),
     "volume": ("volumes", "VOLUME"),

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from berth.api import archive, build, containers, events, images, registry, system, volumes
+from berth.api import (archive, build, containers, events, images, networks, registry, system,
+                       volumes)
 from berth.api import exec as exec_
 from berth.api.context import ENGINE, engine_of
 from berth.api.errors import error_middleware
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from berth.daemon.engine import Engine
 
 ROUTE_GROUPS = (system.ROUTES, images.ROUTES, events.ROUTES, containers.ROUTES, exec_.ROUTES,
-                registry.ROUTES, volumes.ROUTES, archive.ROUTES, build.ROUTES)
+                registry.ROUTES, volumes.ROUTES, archive.ROUTES, build.ROUTES, networks.ROUTES)
 
 __all__ = ["make_app", "ENGINE", "engine_of"]
 

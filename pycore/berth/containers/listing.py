@@ -86,6 +86,21 @@ def _networks(c: Container) -> dict[str, Any]:
     return {name: _endpoint()}
 
 
+def _on_network(service: "ContainerService", c: Container, wanted: list[str]) -> bool:
+    """The ``network`` filter: a network name or ID (prefix) the container is on."""
+    networks = getattr(service, "networks", None)
+    if networks is None:
+        return network_name(c) in wanted
+    for name in networks.network_names(c.id):
+        try:
+            net = networks.get(name)
+        except BerthError:
+            continue
+        if any(w == net.name or (w and net.id.startswith(w)) for w in wanted):
+            return True
+    return False
+
+
 def _tree_size(path: str) -> int:
     total = 0
     for dirpath, dirnames, filenames in os.walk(path):
@@ -113,7 +128,7 @@ def summary(service: "ContainerService", c: Container, size: bool = False) -> di
         "ImageID": c.image_id,
         "Command": command_text(c),
         "Created": c.created_ns // 1_000_000_000,
-        "Ports": [],
+        "Ports": [],   # filled from the network service below
         "Labels": c.labels,
         "State": c.status,
         "Status": status_text(c),
@@ -121,6 +136,11 @@ def summary(service: "ContainerService", c: Container, size: bool = False) -> di
         "NetworkSettings": {"Networks": _networks(c)},
         "Mounts": list(c.mounts),
     }
+    networks = getattr(service, "networks", None)
+    if networks is not None:
+        net = networks.summary(c)
+        out["Ports"] = net["Ports"]
+        out["NetworkSettings"] = {"Networks": net["Networks"]}
     if size:
         out["SizeRw"], out["SizeRootFs"] = _sizes(service, c)
     return out
@@ -167,6 +187,9 @@ def inspect(service: "ContainerService", c: Container, size: bool = False) -> di
             "Networks": _networks(c),
         },
     }
+    networks = getattr(service, "networks", None)
+    if networks is not None:
+        out["NetworkSettings"] = networks.settings(c)
     if size:
         out["SizeRw"], out["SizeRootFs"] = _sizes(service, c)
     return out
@@ -248,7 +271,7 @@ def select(service: "ContainerService", containers: list[Container], all_: bool,
             continue
         if ancestors and c.image_id not in ancestors and c.image not in ancestors:
             continue
-        if "network" in filters and network_name(c) not in filters["network"]:
+        if "network" in filters and not _on_network(service, c, filters["network"]):
             continue
         if "volume" in filters and not any(
                 m.get("Name") in filters["volume"] or m.get("Destination") in filters["volume"]

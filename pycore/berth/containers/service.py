@@ -133,12 +133,18 @@ class _Mounts:
 
 class ContainerService:
     def __init__(self, config: Config, events: EventBus, images, db: Database,
-                 volumes: Callable[[], Any] = lambda: None):
+                 volumes: Callable[[], Any] = lambda: None, networks=None):
         self.config = config
         self.events = events
         self.images = images
         self.db = db
         self._volumes = volumes
+        if networks is None:
+            # Containers cannot run without networks: made here unless the Engine
+            # gives its own (berth.networks.NetworkService; lookups go through get).
+            from berth.networks import NetworkService
+            networks = NetworkService(config, events, db, containers=self.get)
+        self.networks = networks
         self.db.migrate("containers", MIGRATIONS)
         self.root = config.path("containers")
         os.makedirs(self.root, mode=0o711, exist_ok=True)
@@ -251,6 +257,7 @@ class ContainerService:
         cfg.check_config(config)
         volumes = self._volumes()
         cfg.check_host_config(host_config, volumes is not None)
+        self.networks.check(config, host_config, networking)
         image_ref = config.get("Image") or ""
         if not image_ref:
             raise InvalidArgument("No image was specified for the container (config.Image)")
@@ -278,11 +285,13 @@ class ContainerService:
                           lowerdirs=lowerdirs, networking_config=networking)
             self._reserve(c)
         try:
+            await self.networks.register(c)
             await asyncio.to_thread(self._create_files, c, image_cfg.container_config, volumes)
             await asyncio.to_thread(self.db.execute,
                                     "UPDATE containers SET complete=1, record=? WHERE id=?",
                                     (c.to_record(), c.id))
         except BaseException:
+            await self._network_forget(c.id)
             await asyncio.to_thread(self._discard_half_created, c.id, c.name, volumes)
             with self._lock:
                 self._names.pop(c.name, None)
@@ -374,14 +383,21 @@ class ContainerService:
         await asyncio.to_thread(self._remove_cgroup_quietly, c.id)
         paths = await asyncio.to_thread(self.cgroups.create, c.id, resources)
         try:
+            netns = await self.networks.prepare(c)
             spec = spec_mod.build(c, paths, self._netns_of)
+            spec["namespaces"]["net"] = netns
             await asyncio.to_thread(runtime.write_spec, c.bundle, spec)
             await asyncio.to_thread(runtime.spawn_monitor, c.bundle)
         except BaseException as exc:
+            await self._network_release(c.id)
             await asyncio.to_thread(self._remove_cgroup_quietly, c.id)
             if isinstance(exc, BerthError):
                 c.state.error = exc.message
                 await self._persist(c)
+            if c.host_config.get("AutoRemove"):
+                # `docker run --rm` waits for the removal after a failed start (dockerd
+                # removes such a container), e.g. when its host port is taken.
+                self.spawn_task(self._auto_remove(c))
             raise
         # The process exists, stopped before exec: clients waiting to attach go first.
         await self._arm_attaches(c)
@@ -422,11 +438,25 @@ class ContainerService:
         c.state.exit_code = exc.exit_code
         c.state.error = exc.message
         c.state.finished_ns = _finished_ns(record)
+        await self._network_release(c.id)
         await asyncio.to_thread(self._remove_cgroup_quietly, c.id)
         await self._persist(c)
         self._resolve(self._next_exit, c.id, c)
         if c.host_config.get("AutoRemove"):
             self.spawn_task(self._auto_remove(c))
+
+    async def _network_release(self, cid: str) -> None:
+        """Addresses, ports and namespace of a container that stopped (or failed to start)."""
+        try:
+            await self.networks.release(cid)
+        except BerthError as exc:
+            log.warning("container %s: releasing its network: %s", cid[:12], exc.message)
+
+    async def _network_forget(self, cid: str) -> None:
+        try:
+            await self.networks.forget(cid)
+        except BerthError as exc:
+            log.warning("container %s: removing its network endpoints: %s", cid[:12], exc.message)
 
     def spawn_task(self, coro) -> asyncio.Task:
         """A background task (held until done: the loop keeps only weak references)."""
@@ -503,6 +533,7 @@ class ContainerService:
         c.state.finished_ns = _finished_ns(record)
         if was_paused:
             await asyncio.to_thread(self._thaw_quietly, c.id)
+        await self._network_release(c.id)
         await asyncio.to_thread(self._remove_cgroup_quietly, c.id)
         await self._persist(c)
         if oom:
@@ -718,6 +749,7 @@ class ContainerService:
             c.state.status = REMOVING
             await self._persist(c)
             await asyncio.to_thread(self._destroy, c, volumes)
+            await self._network_forget(c.id)
             self._forget(c)
         self._event(c, "destroy")
 
@@ -1071,9 +1103,11 @@ class ContainerService:
         """On the daemon's loop, once: reconcile records with the monitors and
         apply restart policies."""
         self._loop = asyncio.get_running_loop()
+        await self.networks.start_background()
         volumes = self._volumes()
         for cid, name in self._incomplete:
             log.warning("removing half-created container %s (%s)", cid[:12], name)
+            await self._network_forget(cid)
             await asyncio.to_thread(self._discard_half_created, cid, name, volumes)
         self._incomplete.clear()
         if volumes is not None and hasattr(volumes, "reconcile_references"):
@@ -1083,10 +1117,12 @@ class ContainerService:
                 await self._reconcile(c)
             except Exception:  # noqa: BLE001 - one bad record must not stop the daemon
                 log.exception("container %s: reconcile failed", c.id[:12])
+        await self.networks.reconcile({c.id for c in self.all() if c.running})
 
     async def _reconcile(self, c: Container) -> None:
         if c.status == REMOVING:
             await asyncio.to_thread(self._destroy, c, False)
+            await self._network_forget(c.id)
             self._forget(c)
             return
         if c.status == RESTARTING:
@@ -1160,9 +1196,11 @@ class ContainerService:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.networks.stop_background()
 
     def close(self) -> None:
         self._saver.shutdown(wait=True)
+        self.networks.close()
         self._trasher.shutdown(wait=True)
         self._remove_cgroup_parent()
 

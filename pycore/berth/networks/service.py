@@ -578,7 +578,17 @@ class NetworkService:
     def check(self, config: dict[str, Any], host_config: dict[str, Any],
               networking_config: dict[str, Any]) -> None:
         """Validate a new container's network settings (nothing is recorded).
-        Normalises HostConfig.NetworkMode ("" -> "default")."""
+        Normalises HostConfig.NetworkMode ("" -> "default").
+
+        A missing network is a 400 here, not Docker's 404: the docker CLI takes
+        any 404 from container create for a missing image and tries to pull it."""
+        try:
+            self._check(config, host_config, networking_config)
+        except NotFound as exc:
+            raise InvalidArgument(exc.message) from None
+
+    def _check(self, config: dict[str, Any], host_config: dict[str, Any],
+               networking_config: dict[str, Any]) -> None:
         mode = host_config.get("NetworkMode") or "default"
         if not isinstance(mode, str):
             raise InvalidArgument(f"invalid NetworkMode: {mode!r}")
@@ -716,7 +726,7 @@ class NetworkService:
             ep = eps[0]
             ep.endpoint_id = _new_id()
             await self._run(self._save_endpoint, ep)
-            await self._run(self._write_files, c, host_network=nets[0].driver == HOST)
+            await self._run(self._write_files, c, nets[0].driver == HOST)
             self.events.publish("network", "connect", nets[0].id,
                                 {"container": c.id, "name": nets[0].name, "type": nets[0].driver})
             return "host" if nets[0].driver == HOST else "none"

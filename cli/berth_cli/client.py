@@ -28,8 +28,9 @@ def encode_filters(filters: dict[str, list[str]] | None) -> str | None:
     if not filters:
         return None
     from .jsonio import quote
-    return "{" + ",".join(quote(k) + ":{" + ",".join(quote(v) + ":true" for v in vs) + "}"
-                          for k, vs in filters.items()) + "}"
+    # sorted like Go's map marshalling, so the query is the docker CLI's
+    return "{" + ",".join(quote(k) + ":{" + ",".join(quote(v) + ":true" for v in sorted(set(vs))) + "}"
+                          for k, vs in sorted(filters.items())) + "}"
 
 
 class APIClient:
@@ -139,7 +140,8 @@ class APIClient:
 
     def _post_json(self, path: str, params: dict | None, obj):
         from .jsonio import dumps
-        resp = self.request("POST", path, params, dumps(obj).encode("utf-8"),
+        # a trailing newline, as Go's json.Encoder writes it (docker's bodies, byte for byte)
+        resp = self.request("POST", path, params, (dumps(obj) + "\n").encode("utf-8"),
                             {"Content-Type": "application/json"})
         try:
             return resp.json()
@@ -262,8 +264,8 @@ class APIClient:
     def container_attach(self, container: str, *, stdin: bool, stdout: bool, stderr: bool,
                          logs: bool = False, detach_keys: str | None = None) -> "Pending":
         """Send the attach request (``upgraded`` turns its answer into the raw stream)."""
-        params = {"stream": True, "stdin": stdin, "stdout": stdout, "stderr": stderr,
-                  "logs": logs or None, "detachKeys": detach_keys or None}
+        params = {"stream": True, "stdin": stdin or None, "stdout": stdout or None,
+                  "stderr": stderr or None, "logs": logs or None, "detachKeys": detach_keys or None}
         return self.send("POST", f"/containers/{quote(container)}/attach", params,
                          headers=UPGRADE_HEADERS)
 
@@ -327,7 +329,7 @@ class APIClient:
                pause: bool = True) -> dict:
         params = {"container": container, "repo": repo or None, "tag": tag or None,
                   "comment": comment or None, "author": author or None,
-                  "changes": list(changes) or None, "pause": pause}
+                  "changes": list(changes) or None, "pause": None if pause else False}
         return self._json("POST", "/commit", params)
 
     # -- the archive API (cp) --------------------------------------------------------

@@ -92,8 +92,9 @@ def test_inspect_containers_and_any_object(berth, engine):
     assert r.out == "local\n"
     r = berth("inspect", "--type", "volume", "-f", "{{.Name}}", "data")
     assert r.out == "data\n"
+    engine.route("GET", "/containers/nosuch/json", Reply(404, {"message": "No such container: nosuch"}))
     r = berth("container", "inspect", "web", "nosuch")
-    assert r.code == 1 and r.err == "Error: No such container: nosuch\n"
+    assert r.code == 1 and r.err == "Error response from daemon: No such container: nosuch\n"
     assert json.loads(r.out)[0]["Id"] == CID
 
 
@@ -204,7 +205,9 @@ def test_commit_and_export(berth, engine, workdir):
     assert r.out == "sha256:" + "9" * 64 + "\n"
     q = {k: v[0] for k, v in engine.last("POST", "/commit").query.items()}
     assert q == {"container": "web", "repo": "docker.io/library/repo", "tag": "tag", "comment": "msg",
-                 "author": "me", "changes": 'CMD ["x"]', "pause": "1"}
+                 "author": "me", "changes": 'CMD ["x"]'}
+    berth("commit", "--pause=false", "web")
+    assert engine.last("POST", "/commit").param("pause") == "0"
     engine.route("GET", "/containers/web/export", Reply(body=b"tar bytes", content_type="application/x-tar"))
     assert berth("export", "web").out_bytes == b"tar bytes"
     assert berth("export", "-o", str(workdir / "fs.tar"), "web").code == 0
@@ -296,8 +299,9 @@ def test_volume_commands(berth, engine):
     berth("volume", "ls", "-f", "dangling=true")
     assert json.loads(engine.last("GET", "/volumes").param("filters")) == {"dangling": {"true": True}}
     engine.route("GET", "/volumes/vol9", Reply(json_body={"Name": "vol9", "Driver": "local"}))
+    engine.route("GET", "/volumes/nosuch", Reply(404, {"message": "get nosuch: no such volume"}))
     r = berth("volume", "inspect", "vol9", "nosuch")
-    assert r.code == 1 and r.err == "Error: No such volume: nosuch\n"
+    assert r.code == 1 and r.err == "Error response from daemon: get nosuch: no such volume\n"
     assert json.loads(r.out) == [{"Name": "vol9", "Driver": "local"}]
     engine.route("DELETE", "/volumes/vol9", Reply(204))
     engine.route("DELETE", "/volumes/used", Reply(409, {"message": "remove used: volume is in use - [abc]"}))

@@ -54,11 +54,15 @@ def test_mount_flag():
     assert co.parse_mount("type=tmpfs,dst=/t,tmpfs-size=1m,tmpfs-mode=1770") == {
         "Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 1 << 20, "Mode": 0o1770}}
     assert co.parse_mount("src=vol,dst=/d,volume-nocopy,volume-label=a=b") == {
-        "Type": "volume", "Source": "vol", "Target": "/d", "VolumeOptions": {"NoCopy": True, "Labels": {"a": "b"}}}
-    for bad, message in (("type=bind,tmpfs-size=1m", "cannot mix 'tmpfs-*' options with mount type 'bind'"),
+        "Type": "volume", "Source": "vol", "Target": "/d",
+        "VolumeOptions": {"NoCopy": True, "Labels": {"a": "b"}, "DriverConfig": {}}}
+    for bad, message in (("type=bind,target=/t,tmpfs-size=1m", "cannot mix 'tmpfs-*' options with mount type 'bind'"),
+                         ("type=bind,src=/x", "target is required"),
                          ("target", "invalid field 'target' must be a key=value pair"),
-                         ("foo=bar", "unknown option 'foo' in 'foo=bar'"),
-                         ("ro=maybe", "invalid value for 'ro': invalid boolean value (\"maybe\")")):
+                         ("target=/t,foo=bar", "unexpected key 'foo' in 'foo=bar'"),
+                         ("target=/t,ro=maybe", "invalid value for ro: maybe"),
+                         ("type=bind,target=/t,bind-recursive=readonly,ro",
+                          "option 'bind-recursive=readonly' requires 'bind-propagation=rprivate'")):
         with pytest.raises(ValueError) as e:
             co.parse_mount(bad)
         assert message in str(e.value)

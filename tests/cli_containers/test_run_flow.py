@@ -26,7 +26,7 @@ def test_run_attaches_and_waits_before_starting(berth, engine):
     assert calls[3] == ("POST", f"/containers/{CID}/start")
     attach = engine.last("POST", f"/containers/{CID}/attach")
     assert attach.headers["upgrade"] == "tcp" and attach.headers["connection"] == "Upgrade"
-    assert {k: v[0] for k, v in attach.query.items()} == {"stream": "1", "stdin": "0", "stdout": "1", "stderr": "1"}
+    assert {k: v[0] for k, v in attach.query.items()} == {"stream": "1", "stdout": "1", "stderr": "1"}
     assert engine.last("POST", f"/containers/{CID}/wait").param("condition") == "removed"
     # create and start share one kept-alive connection; attach and wait have their own
     assert engine.connections == 3
@@ -203,7 +203,7 @@ def test_attach_checks_the_state_first(berth, engine):
     box.started.set()  # attach is for a running container
     r = berth("attach", CID)
     assert (r.code, r.out, r.err) == (2, "out\n", "err\n")
-    assert engine.calls()[0] == ("GET", f"/containers/{CID}/json")
+    assert engine.calls()[:2] == [("POST", f"/containers/{CID}/wait"), ("GET", f"/containers/{CID}/json")]
     assert ("POST", f"/containers/{CID}/start") not in engine.calls()
     engine.route("GET", f"/containers/{CID}/json", Reply(json_body={"Id": CID, "State": {"Running": False}}))
     r = berth("attach", CID)
@@ -225,8 +225,7 @@ def test_exec_streams_and_returns_the_exit_code(berth, engine):
     r = berth("exec", "-e", "A=1", "-u", "root", "-w", "/tmp", "web", "sh", "-c", "x")
     assert (r.code, r.out, r.err) == (5, "in exec\n", "warn\n")
     body = engine.last("POST", "/containers/web/exec").json()
-    assert body == {"User": "root", "Privileged": False, "Tty": False, "ConsoleSize": None,
-                    "AttachStdin": False, "AttachStderr": True, "AttachStdout": True, "Detach": False,
+    assert body == {"User": "root", "Privileged": False, "Tty": False, "AttachStdin": False, "AttachStderr": True, "AttachStdout": True, "Detach": False,
                     "DetachKeys": "", "Env": ["A=1"], "WorkingDir": "/tmp", "Cmd": ["sh", "-c", "x"]}
     start = engine.last("POST", "/exec/e1/start")
     assert json.loads(start.body) == {"Detach": False, "Tty": False}

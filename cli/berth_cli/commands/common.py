@@ -49,12 +49,13 @@ def open_input(path: str, what: str = "open"):
         raise CLIError(f"{what} {path}: {(e.strerror or str(e)).lower()}") from None
 
 
-def inspect_objects(cli, refs: list[str], fmt: str, getter, not_found) -> None:
+def inspect_objects(cli, refs: list[str], fmt: str, getter, not_found=None) -> None:
     """docker's inspect.Inspect: a JSON array, or the template once per object.
 
     ``getter(ref)`` returns the decoded object; ``not_found(ref)`` the message
-    for a missing one. Objects found are printed even when others are missing;
-    the errors follow on stderr and the exit code is 1.
+    for a missing one (without it, the daemon's error is shown, as docker's
+    container and volume inspect do). Objects found are printed even when others
+    are missing; the errors follow on stderr and the exit code is 1.
     """
     from ..formatting import parse_template
     tmpl = None
@@ -65,7 +66,7 @@ def inspect_objects(cli, refs: list[str], fmt: str, getter, not_found) -> None:
         try:
             obj = getter(ref)
         except APIError as e:
-            errors.append(not_found(ref) if e.not_found else e.message)
+            errors.append(not_found(ref) if e.not_found and not_found else e.message)
             continue
         if tmpl is None:
             found.append(obj)

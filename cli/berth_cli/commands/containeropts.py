@@ -134,34 +134,53 @@ def go_duration(value: str) -> int:
     return int(round(seconds * 1_000_000_000))
 
 
+_GO_TRUE = frozenset(("1", "t", "T", "TRUE", "true", "True"))
+_GO_FALSE = frozenset(("0", "f", "F", "FALSE", "false", "False"))
+
+
+def _go_bool(text: str) -> bool:
+    """strconv.ParseBool."""
+    if text in _GO_TRUE:
+        return True
+    if text in _GO_FALSE:
+        return False
+    raise ValueError(text)
+
+
 def parse_mount(value: str) -> dict:
-    """opts.MountOpt: --mount type=bind|volume|tmpfs,source=...,target=...,..."""
-    value = value.strip()
-    if not value:
-        raise ValueError("value is empty")
+    """opts.MountOpt as docker 28 parses it: --mount type=bind|volume|tmpfs,source=...,target=..."""
     import csv
     try:
         fields = next(csv.reader([value]))
-    except csv.Error as e:
-        raise ValueError(str(e)) from None
+    except (csv.Error, StopIteration) as e:
+        raise ValueError(str(e) or "EOF") from None
     mount: dict = {"Type": "volume"}
     sections: dict[str, dict] = {}
 
     def section(name: str) -> dict:
-        return sections.setdefault(name, {})
+        if name not in sections:
+            sections[name] = {"DriverConfig": {}} if name == "VolumeOptions" else {}
+        return sections[name]
+
+    def parsed_bool(key: str, val: str, message: str | None = None) -> bool:
+        try:
+            return _go_bool(val)
+        except ValueError:
+            raise ValueError(message or f"invalid value for {key}: {val}") from None
 
     for field in fields:
         key, eq, val = field.partition("=")
-        if key.strip() != key:
-            raise ValueError(f"invalid option '{key.strip()}' in '{field}': option should not have whitespace")
-        if eq:
-            if not val.strip():
-                raise ValueError(f"invalid value for '{key}': value is empty")
-            if val.strip() != val:
-                raise ValueError(f"invalid value for '{key}' in '{field}': value should not have whitespace")
         key = key.lower()
-        if not eq and key not in ("readonly", "ro", "volume-nocopy", "bind-nonrecursive", "bind-create-src"):
-            raise ValueError(f"invalid field '{field}' must be a key=value pair")
+        if not eq:
+            if key in ("readonly", "ro"):
+                mount["ReadOnly"] = True
+            elif key == "volume-nocopy":
+                section("VolumeOptions")["NoCopy"] = True
+            elif key == "bind-nonrecursive":
+                section("BindOptions")["NonRecursive"] = True
+            else:
+                raise ValueError(f"invalid field '{field}' must be a key=value pair")
+            continue
         if key == "type":
             mount["Type"] = val.lower()
         elif key in ("source", "src"):
@@ -169,13 +188,13 @@ def parse_mount(value: str) -> dict:
         elif key in ("target", "dst", "destination"):
             mount["Target"] = val
         elif key in ("readonly", "ro"):
-            mount["ReadOnly"] = _mount_bool(key, val, eq)
+            mount["ReadOnly"] = parsed_bool(key, val)
         elif key == "consistency":
             mount["Consistency"] = val.lower()
         elif key == "bind-propagation":
             section("BindOptions")["Propagation"] = val.lower()
         elif key == "bind-nonrecursive":
-            raise ValueError("bind-nonrecursive is deprecated, use bind-recursive=disabled instead")
+            section("BindOptions")["NonRecursive"] = parsed_bool(key, val)
         elif key == "bind-recursive":
             options = {"enabled": None, "disabled": "NonRecursive", "writable": "ReadOnlyNonRecursive",
                        "readonly": "ReadOnlyForceRecursive"}
@@ -184,23 +203,22 @@ def parse_mount(value: str) -> dict:
                                  '"writable", or "readonly")')
             if options[val]:
                 section("BindOptions")[options[val]] = True
-        elif key == "bind-create-src":
-            section("BindOptions")["CreateMountpoint"] = _mount_bool(key, val, eq)
         elif key == "volume-subpath":
             section("VolumeOptions")["Subpath"] = val
         elif key == "volume-nocopy":
-            section("VolumeOptions")["NoCopy"] = _mount_bool(key, val, eq)
+            section("VolumeOptions")["NoCopy"] = parsed_bool(key, val, f"invalid value for volume-nocopy: {val}")
         elif key == "volume-label":
             k, _, v = val.partition("=")
+            labels = section("VolumeOptions").setdefault("Labels", {})
             if k:
-                section("VolumeOptions").setdefault("Labels", {})[k] = v
+                labels[k] = v
         elif key == "volume-driver":
-            section("VolumeOptions").setdefault("DriverConfig", {})["Name"] = val
+            section("VolumeOptions")["DriverConfig"]["Name"] = val
         elif key == "volume-opt":
             k, _, v = val.partition("=")
+            options = section("VolumeOptions")["DriverConfig"].setdefault("Options", {})
             if k:
-                driver = section("VolumeOptions").setdefault("DriverConfig", {})
-                driver.setdefault("Options", {})[k] = v
+                options[k] = v
         elif key == "tmpfs-size":
             try:
                 section("TmpfsOptions")["SizeBytes"] = ram_in_bytes(val)
@@ -212,12 +230,15 @@ def parse_mount(value: str) -> dict:
             except ValueError:
                 raise ValueError(f"invalid value for {key}: {val}") from None
         else:
-            raise ValueError(f"unknown option '{key}' in '{field}'")
+            raise ValueError(f"unexpected key '{key}' in '{field}'")
     kind = mount["Type"]
-    for name, prefix, owner in (("BindOptions", "bind", "bind"), ("VolumeOptions", "volume", "volume"),
-                                ("TmpfsOptions", "tmpfs", "tmpfs")):
+    if not kind:
+        raise ValueError("type is required")
+    if not mount.get("Target"):
+        raise ValueError("target is required")
+    for name, owner in (("VolumeOptions", "volume"), ("BindOptions", "bind"), ("TmpfsOptions", "tmpfs")):
         if name in sections and kind != owner:
-            raise ValueError(f"cannot mix '{prefix}-*' options with mount type '{kind}'")
+            raise ValueError(f"cannot mix '{owner}-*' options with mount type '{kind}'")
     bind = sections.get("BindOptions", {})
     if bind.get("ReadOnlyNonRecursive") and not mount.get("ReadOnly"):
         raise ValueError("option 'bind-recursive=writable' requires 'readonly' to be specified in conjunction")
@@ -225,21 +246,22 @@ def parse_mount(value: str) -> dict:
         if not mount.get("ReadOnly"):
             raise ValueError("option 'bind-recursive=readonly' requires 'readonly' to be specified in conjunction")
         if bind.get("Propagation") != "rprivate":
-            raise ValueError("option 'bind-recursive=readonly' requires 'bind-propagation=rprivate' "
-                             "to be specified in conjunction")
-    mount.update(sections)
-    return mount
-
-
-def _mount_bool(key: str, val: str, has_value: str) -> bool:
-    if not has_value:
-        return True
-    if val in ("1", "true"):
-        return True
-    if val in ("0", "false"):
-        return False
-    raise ValueError(f'invalid value for \'{key}\': invalid boolean value ("{val}"): must be one of '
-                     '"true", "1", "false", or "0" (default "true")')
+            raise ValueError("option 'bind-recursive=readonly' requires 'bind-propagation=rprivate' to be "
+                             "specified in conjunction")
+    # the field order of docker's mount.Mount as it marshals it, empty fields left out
+    result = {"Type": kind}
+    for key in ("Source", "Target", "ReadOnly", "Consistency"):
+        if mount.get(key):
+            result[key] = mount[key]
+    order = {"BindOptions": ("Propagation", "NonRecursive", "CreateMountpoint", "ReadOnlyNonRecursive",
+                             "ReadOnlyForceRecursive"),
+             "VolumeOptions": ("NoCopy", "Labels", "Subpath", "DriverConfig"),
+             "TmpfsOptions": ("SizeBytes", "Mode")}
+    for name in ("BindOptions", "VolumeOptions", "TmpfsOptions"):
+        if name in sections:
+            result[name] = {k: sections[name][k] for k in order[name]
+                            if sections[name].get(k) or k == "DriverConfig" and k in sections[name]}
+    return result
 
 
 # -- the flags --------------------------------------------------------------------------
@@ -693,21 +715,15 @@ def build_config(opts, image: str, command: list[str], environ: dict[str, str],
 
     lookup = _lookup_env(environ)
     env: list[str] = []
-    try:
-        for path in opts.env_file:
-            env += read_kv_file(path, lookup)
-    except ParseError as e:
-        raise ParseError(f"--env-file: {e.message}") from None
+    for path in opts.env_file:
+        env += read_kv_file(path, lookup)
     for value in opts.env:
         if "=" not in value and lookup(value) is not None:
             value = f"{value}={lookup(value)}"
         env.append(value)
     labels_list: list[str] = []
-    try:
-        for path in opts.label_file:
-            labels_list += read_kv_file(path)
-    except ParseError as e:
-        raise ParseError(f"--label-file: {e.message}") from None
+    for path in opts.label_file:
+        labels_list += read_kv_file(path)
     labels_list += opts.label
     labels = {}
     for item in labels_list:

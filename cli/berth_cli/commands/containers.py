@@ -246,8 +246,7 @@ PS = LS.copy_as("ps")
 # -- inspect ------------------------------------------------------------------------------
 
 def run_inspect(cli, opts, args) -> None:
-    inspect_objects(cli, args, opts.format, lambda ref: cli.client.container_inspect(ref, opts.size),
-                    lambda ref: f"Error: No such container: {ref}")
+    inspect_objects(cli, args, opts.format, lambda ref: cli.client.container_inspect(ref, opts.size))
 
 
 INSPECT = Command("inspect", "[OPTIONS] CONTAINER [CONTAINER...]",

@@ -23,11 +23,12 @@ def exec_config(cli, opts, command: list[str]) -> dict:
             value = f"{value}={environ[value]}"
         env.append(value)
     attach = not opts.detach
-    config = {"User": opts.user, "Privileged": opts.privileged, "Tty": opts.tty,
-              "ConsoleSize": list(terminal_size(cli.out)) if opts.tty else None,
-              "AttachStdin": attach and opts.interactive, "AttachStderr": attach, "AttachStdout": attach,
-              "Detach": False, "DetachKeys": opts.detach_keys, "Env": env or None,
-              "WorkingDir": opts.workdir, "Cmd": command}
+    config = {"User": opts.user, "Privileged": opts.privileged, "Tty": opts.tty}
+    if opts.tty:
+        config["ConsoleSize"] = list(terminal_size(cli.out))
+    config.update({"AttachStdin": attach and opts.interactive, "AttachStderr": attach,
+                   "AttachStdout": attach, "Detach": False, "DetachKeys": opts.detach_keys,
+                   "Env": env or None, "WorkingDir": opts.workdir, "Cmd": command})
     return config
 
 
@@ -45,7 +46,7 @@ def run_exec(cli, opts, args) -> None:
         raise CLIError("exec ID empty")
     if opts.detach:
         resp = client.exec_start(exec_id, detach=True, tty=config["Tty"],
-                                 console_size=config["ConsoleSize"]).response()
+                                 console_size=config.get("ConsoleSize")).response()
         client.release(resp)
         return
     from .run import Session
@@ -53,7 +54,7 @@ def run_exec(cli, opts, args) -> None:
                       stderr=True, detach_keys=keys, sig_proxy=False, is_exec=True)
     try:
         pending = client.exec_start(exec_id, detach=False, tty=config["Tty"],
-                                    console_size=config["ConsoleSize"])
+                                    console_size=config.get("ConsoleSize"))
         raw = client.upgraded(pending, "POST", f"/exec/{exec_id}/start")
         if session.track_size and cli.env.stdin.isatty():
             session.resize(initial=True)

@@ -403,8 +403,13 @@ def _check_attachable(info: dict) -> None:
 def run_attach(cli, opts, args) -> None:
     keys = validate_detach_keys(opts.detach_keys)
     client = cli.client
-    info = client.container_inspect(args[0])
-    _check_attachable(info)
+    waiting = client.container_wait(args[0])  # first, as docker: no exit can slip by unseen
+    try:
+        info = client.container_inspect(args[0])
+        _check_attachable(info)
+    except CLIError:
+        waiting.conn.close()
+        raise
     cid = info.get("Id") or args[0]
     config = info.get("Config") or {}
     tty = bool(config.get("Tty"))
@@ -414,7 +419,6 @@ def run_attach(cli, opts, args) -> None:
     session = Session(cli, cid, tty=tty, stdin=stdin, stdout=True, stderr=True, detach_keys=keys,
                       sig_proxy=opts.sig_proxy and not tty)
     try:
-        waiting = client.container_wait(cid)
         attaching = client.container_attach(cid, stdin=stdin, stdout=True, stderr=True,
                                             detach_keys=opts.detach_keys)
         waited = waiting.response()

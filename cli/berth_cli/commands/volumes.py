@@ -121,8 +121,7 @@ CREATE = Command("create", "[OPTIONS] [VOLUME]", "Create a volume",
 
 
 def run_inspect(cli, opts, args) -> None:
-    inspect_objects(cli, args, opts.format, cli.client.volume_inspect,
-                    lambda ref: f"Error: No such volume: {ref}")
+    inspect_objects(cli, args, opts.format, cli.client.volume_inspect)
 
 
 INSPECT = Command("inspect", "[OPTIONS] VOLUME [VOLUME...]", "Display detailed information on one or more volumes",

@@ -124,10 +124,9 @@ class ContainerRow(Row):
             return image
         if truncate_id(self.c.get("ImageID") or "") == truncate_id(image):
             return truncate_id(image)
-        from ..reference import InvalidReference, parse_normalized
-        try:
-            ref = parse_normalized(image)
-        except InvalidReference:
+        from ..reference import split_for_display  # the daemon's names are valid: no grammar needed
+        ref = split_for_display(image)
+        if ref is None:
             return image
         return ref.familiar_name + (":" + ref.tag if ref.tag else "")
 

@@ -7,7 +7,7 @@
 //! then created relative to that parent fd with *at() calls that never follow it.
 
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
@@ -63,10 +63,18 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io::Res
     }
 }
 
+/// An opened directory inside the root, with its inode number (which tells
+/// two paths to the same directory apart from two different ones).
+#[derive(Clone)]
+pub struct Dir {
+    pub fd: Arc<OwnedFd>,
+    pub ino: u64,
+}
+
 /// The root plus a small cache of opened parent directories.
 pub struct Root {
     fd: OwnedFd,
-    parents: HashMap<Vec<u8>, Rc<OwnedFd>>,
+    parents: HashMap<Vec<u8>, Dir>,
 }
 
 const PARENT_CACHE: usize = 256;
@@ -86,22 +94,26 @@ impl Root {
         self.parents.clear();
     }
 
-    /// The directory `components` inside the root, created (mode 0755, like
-    /// Docker's MkdirAll) where missing.
-    pub fn dir(&mut self, components: &[&[u8]]) -> io::Result<Rc<OwnedFd>> {
+    /// The directory `components` inside the root. With `create`, missing
+    /// directories are made (mode 0755, like Docker's MkdirAll); without it a
+    /// missing one is an error.
+    pub fn dir(&mut self, components: &[&[u8]], create: bool) -> io::Result<Dir> {
         let key = join(components);
-        if !self.parents.contains_key(&key) {
-            let fd = match open_in_root(self.fd.as_fd(), &key, dir_flags()) {
-                Ok(fd) => fd,
-                Err(e) if e.raw_os_error() == Some(libc_enoent()) => self.make_dirs(components)?,
-                Err(e) => return Err(e),
-            };
-            if self.parents.len() >= PARENT_CACHE {
-                self.parents.clear();
-            }
-            self.parents.insert(key.clone(), Rc::new(fd));
+        if let Some(dir) = self.parents.get(&key) {
+            return Ok(dir.clone());
         }
-        Ok(self.parents[&key].clone())
+        let fd = match open_in_root(self.fd.as_fd(), &key, dir_flags()) {
+            Ok(fd) => fd,
+            Err(e) if create && e.raw_os_error() == Some(libc_enoent()) => self.make_dirs(components)?,
+            Err(e) => return Err(e),
+        };
+        let ino = rfs::fstat(&fd)?.st_ino as u64;
+        if self.parents.len() >= PARENT_CACHE {
+            self.parents.clear();
+        }
+        let dir = Dir { fd: Arc::new(fd), ino };
+        self.parents.insert(key, dir.clone());
+        Ok(dir)
     }
 
     fn make_dirs(&self, components: &[&[u8]]) -> io::Result<OwnedFd> {

@@ -1,14 +1,18 @@
 //! Layer unpack: a gzip, zstd or plain tar stream into a snapshot directory,
 //! with OCI whiteouts turned into their overlayfs form.
 //!
-//! Two threads per layer: the reader decompresses and hashes (digest of the raw
-//! bytes, diffID of the tar), the caller's thread parses the tar and writes the
-//! tree. Every entry goes through [`Root`], so nothing lands outside the target.
+//! Two threads per layer: the reader hashes the raw bytes (the blob digest) and
+//! decompresses, which is the critical path; the caller's thread hashes the tar
+//! (the diffID), parses it and writes the tree. Every entry goes through
+//! [`Root`], so nothing lands outside the target.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 
 use berth_digest::{is_sha256_digest, HashingReader};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
@@ -17,7 +21,7 @@ use rustix::io::Errno;
 use crate::compression::{Compression, Decoder};
 use crate::error::{Error, Result};
 use crate::pipe::{chunk_pipe, ChunkReader, ChunkSender, CHUNK};
-use crate::root::{clean_components, join, open_in_root, proc_path, remove_all_at, Root};
+use crate::root::{clean_components, join, open_in_root, proc_path, remove_all_at, Dir, Root};
 use crate::tarstream::{Entry, Kind, TarError, TarReader, Time};
 
 pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -32,6 +36,11 @@ pub struct UnpackOptions {
     pub expected_digest: Option<String>,
     /// `sha256:<hex>` the uncompressed tar must hash to.
     pub expected_diff_id: Option<String>,
+    /// Threads that create and write small regular files while the parser goes
+    /// on (Some(0): none, all on the parsing thread; None: one per CPU when
+    /// there are several). File creation is kernel work that spreads over CPUs;
+    /// worth it when this layer is the only one being unpacked.
+    pub file_workers: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,7 +89,11 @@ pub fn unpack_layer(source: File, target: &Path, opts: &UnpackOptions) -> Result
     reader.hash_chunks();
     let (applied, produced) = std::thread::scope(|s| {
         let producer = s.spawn(move || produce(compression, magic, raw, sender));
-        let applied = apply_stream(Root::new(root_fd), reader);
+        let workers = opts.file_workers.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if cpus > 1 { cpus } else { 0 }
+        });
+        let applied = apply_stream(Root::new(root_fd), reader, workers);
         (applied, producer.join().expect("layer reader thread panicked"))
     });
 
@@ -183,22 +196,36 @@ fn produce(
 }
 
 /// Parse the tar from `reader` and apply every entry; returns (bytes, entries, diffID).
-fn apply_stream(root: Root, reader: ChunkReader) -> Result<(u64, u64, String)> {
+fn apply_stream(root: Root, reader: ChunkReader, file_workers: usize) -> Result<(u64, u64, String)> {
     let tar_err = |e: TarError| Error::Stream { format: "tar", reason: e.to_string() };
-    let mut applier = Applier::new(root);
-    let mut tar = TarReader::new(reader);
-    while let Some(entry) = tar.next_entry().map_err(tar_err)? {
-        applier.apply(&mut tar, entry)?;
-    }
-    // Read to the end so the diffID covers the padding after the end-of-archive blocks.
-    let mut rest = tar.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(|e| tar_err(e.into()))?;
-    applier.finish()?;
-    let diff_id = rest.hasher().expect("reader hashes chunks").oci_digest();
-    Ok((applier.size, applier.entries, diff_id))
+    let chown = rustix::process::geteuid().is_root();
+    std::thread::scope(|s| {
+        let pool = (file_workers > 0).then(|| Pool::start(s, file_workers, chown));
+        let mut applier = Applier { root, chown, pool, dir_times: Vec::new(), size: 0, entries: 0, earlier: None };
+        let mut tar = TarReader::new(reader);
+        let applied = (|| {
+            while let Some(entry) = tar.next_entry().map_err(tar_err)? {
+                applier.apply(&mut tar, entry)?;
+            }
+            applier.finish()
+        })();
+        // Whatever happened, wait for the workers and let them go, or the scope never ends.
+        let drained = applier.drain();
+        if let Some(pool) = &mut applier.pool {
+            pool.jobs = None;
+        }
+        applied?;
+        drained?;
+        // Read to the end so the diffID covers the padding after the end-of-archive blocks.
+        let mut rest = tar.into_inner();
+        io::copy(&mut rest, &mut io::sink()).map_err(|e| tar_err(e.into()))?;
+        let diff_id = rest.hasher().expect("reader hashes chunks").oci_digest();
+        Ok((applier.size, applier.entries, diff_id))
+    })
 }
 
 /// Metadata of one entry, as applied to the file.
+#[derive(Clone)]
 struct Meta {
     mode: u32,
     uid: u32,
@@ -207,13 +234,78 @@ struct Meta {
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// Regular files up to this size may be handed to a worker (their content is copied).
+const POOL_FILE_MAX: u64 = 256 << 10;
+const POOL_QUEUE: usize = 64;
+
+/// A small regular file to create, complete with its content.
+struct FileJob {
+    seq: u64,
+    path: Vec<u8>,
+    parent: Arc<OwnedFd>,
+    name: Vec<u8>,
+    data: Vec<u8>,
+    meta: Meta,
+}
+
+/// Workers that create small files. The parsing thread keeps order: it hands
+/// a file over only if its name is free and not already in flight, and waits
+/// for all workers (`drain`) before anything that could depend on or undo
+/// their work (replacing an entry, a hard link, a missing parent, dir times).
+struct Pool {
+    jobs: Option<SyncSender<FileJob>>,
+    done: Receiver<(u64, Vec<u8>, Result<u64, String>)>,
+    outstanding: usize,
+    /// (parent inode, name) handed over since the last drain.
+    in_flight: HashSet<(u64, Vec<u8>)>,
+    /// The earliest failed job: (seq, error).
+    failed: Option<(u64, Error)>,
+}
+
+impl Pool {
+    fn start<'scope>(s: &'scope std::thread::Scope<'scope, '_>, workers: usize, chown: bool) -> Self {
+        let (job_tx, job_rx) = sync_channel::<FileJob>(POOL_QUEUE);
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let (done_tx, done_rx) = channel();
+        for _ in 0..workers {
+            let job_rx = Arc::clone(&job_rx);
+            let done_tx = done_tx.clone();
+            s.spawn(move || loop {
+                let job = job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                let Ok(job) = job else { break };
+                let result = write_file(job.parent.as_fd(), &job.name, &job.data, &job.meta, chown)
+                    .map(|()| job.data.len() as u64);
+                if done_tx.send((job.seq, job.path, result)).is_err() {
+                    break;
+                }
+            });
+        }
+        Self { jobs: Some(job_tx), done: done_rx, outstanding: 0, in_flight: HashSet::new(), failed: None }
+    }
+
+    fn record(&mut self, (seq, path, result): (u64, Vec<u8>, Result<u64, String>), size: &mut u64) {
+        self.outstanding -= 1;
+        match result {
+            Ok(n) => *size += n,
+            Err(reason) => {
+                if self.failed.as_ref().is_none_or(|(s, _)| seq < *s) {
+                    self.failed = Some((seq, Error::entry(&path, reason)));
+                }
+            }
+        }
+    }
+}
+
 struct Applier {
     root: Root,
     chown: bool,
+    pool: Option<Pool>,
     /// Directory mtimes are set last: creating children would move them.
     dir_times: Vec<(Vec<u8>, Timestamps)>,
     size: u64,
     entries: u64,
+    /// An earlier entry's failure, found (on a worker) while applying a later one.
+    earlier: Option<Error>,
 }
 
 fn timespec(t: Time) -> Timespec {
@@ -245,17 +337,107 @@ fn xattr_unsupported(name: &[u8], e: Errno) -> bool {
     e == Errno::OPNOTSUPP || (e == Errno::PERM && name.starts_with(b"user."))
 }
 
-impl Applier {
-    fn new(root: Root) -> Self {
-        Self { root, chown: rustix::process::geteuid().is_root(), dir_times: Vec::new(), size: 0, entries: 0 }
-    }
+/// Create `name` in `parent` with `data`, then owner, mode, xattrs and times.
+/// Fails if the name exists (the caller decides about replacing).
+fn write_file(parent: BorrowedFd<'_>, name: &[u8], data: &[u8], meta: &Meta, chown: bool) -> Result<(), String> {
+    let mut file = create_file(parent, name).map_err(|e| format!("creating file: {}", io::Error::from(e)))?;
+    file.write_all(data).map_err(ctx("writing file"))?;
+    finish_file(&file, meta, chown)
+}
 
+fn create_file(parent: BorrowedFd<'_>, name: &[u8]) -> Result<File, Errno> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rfs::openat(parent, name, flags, Mode::from_raw_mode(0o600)).map(File::from)
+}
+
+/// Owner, mode, xattrs, times of a written file. Order matters: chown clears
+/// setuid bits and file capabilities, so mode and xattrs come after it;
+/// times come last.
+fn finish_file(file: &File, meta: &Meta, chown: bool) -> Result<(), String> {
+    if chown {
+        rfs::fchown(file, Some(rfs::Uid::from_raw(meta.uid)), Some(rfs::Gid::from_raw(meta.gid)))
+            .map_err(errno_ctx("setting owner"))?;
+    }
+    rfs::fchmod(file, Mode::from_raw_mode(meta.mode)).map_err(errno_ctx("setting mode"))?;
+    for (key, value) in &meta.xattrs {
+        match rfs::fsetxattr(file, key.as_slice(), value, XattrFlags::empty()) {
+            Err(e) if !xattr_unsupported(key, e) => {
+                return Err(format!("setting xattr {}: {}", String::from_utf8_lossy(key), io::Error::from(e)))
+            }
+            _ => {}
+        }
+    }
+    rfs::futimens(file, &meta.times).map_err(errno_ctx("setting times"))
+}
+
+impl Applier {
     fn apply<R: BufRead>(&mut self, tar: &mut TarReader<R>, entry: Entry) -> Result<()> {
         self.entries += 1;
-        self.apply_inner(tar, &entry).map_err(|reason| Error::entry(&entry.path, reason))
+        let seq = self.entries;
+        match self.apply_inner(tar, &entry, seq) {
+            Ok(()) => Ok(()),
+            Err(reason) => {
+                // An earlier entry that failed on a worker is the one to report.
+                if let Some(e) = self.earlier.take() {
+                    return Err(e);
+                }
+                self.drain()?;
+                Err(Error::entry(&entry.path, reason))
+            }
+        }
     }
 
-    fn apply_inner<R: BufRead>(&mut self, tar: &mut TarReader<R>, entry: &Entry) -> Result<(), String> {
+    /// `drain` for use inside an entry: an earlier entry's failure is kept
+    /// aside (and reported by `apply`) instead of being blamed on this one.
+    fn wait_for_workers(&mut self) -> Result<(), String> {
+        self.drain().map_err(|e| {
+            let msg = e.to_string();
+            self.earlier = Some(e);
+            msg
+        })
+    }
+
+    /// Wait for every handed-over file; the earliest failure, if any.
+    fn drain(&mut self) -> Result<()> {
+        let Some(pool) = &mut self.pool else { return Ok(()) };
+        while pool.outstanding > 0 {
+            let done = pool.done.recv().expect("file workers outlive the parser");
+            pool.record(done, &mut self.size);
+        }
+        pool.in_flight.clear();
+        match pool.failed.take() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The parent directory; a missing one is created only once no worker can
+    /// still be creating a file of that name.
+    fn parent(&mut self, comps: &[&[u8]]) -> Result<Dir, String> {
+        if let Ok(dir) = self.root.dir(comps, false) {
+            return Ok(dir);
+        }
+        self.wait_for_workers()?;
+        self.root.dir(comps, true).map_err(|e| {
+            // Typically a symlink in the path that, resolved inside the root,
+            // dangles or loops (e.g. "etc" -> "/etc"): refused, never followed out.
+            format!(
+                "parent directory {:?} does not resolve to a directory inside the layer: {e}",
+                String::from_utf8_lossy(&join(comps))
+            )
+        })
+    }
+
+    /// Before touching `name` on this thread: wait if a worker has it in hand.
+    fn settle(&mut self, dir: &Dir, name: &[u8]) -> Result<(), String> {
+        let busy = self.pool.as_ref().is_some_and(|p| p.in_flight.contains(&(dir.ino, name.to_vec())));
+        if busy {
+            self.wait_for_workers()?;
+        }
+        Ok(())
+    }
+
+    fn apply_inner<R: BufRead>(&mut self, tar: &mut TarReader<R>, entry: &Entry, seq: u64) -> Result<(), String> {
         let kind = entry.kind;
         match kind {
             Kind::Ignored => return Ok(()),
@@ -271,16 +453,8 @@ impl Applier {
             return self.apply_root(&meta);
         };
         let name: &[u8] = name;
-
-        let parent = self.root.dir(parent_comps).map_err(|e| {
-            // Typically a symlink in the path that, resolved inside the root,
-            // dangles or loops (e.g. "etc" -> "/etc"): refused, never followed out.
-            format!(
-                "parent directory {:?} does not resolve to a directory inside the layer: {e}",
-                String::from_utf8_lossy(&join(parent_comps))
-            )
-        })?;
-        let parent = parent.as_fd();
+        let dir = self.parent(parent_comps)?;
+        let parent = dir.fd.as_fd();
 
         if name == WHITEOUT_OPAQUE {
             return rfs::fsetxattr(parent, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
@@ -294,6 +468,7 @@ impl Applier {
             if hidden.is_empty() || hidden == b"." || hidden == b".." {
                 return Err("whiteout names no file".into());
             }
+            self.settle(&dir, hidden)?;
             // overlayfs' whiteout: a 0:0 character device under the hidden name.
             self.create(parent, hidden, || {
                 rfs::mknodat(parent, hidden, FileType::CharacterDevice, Mode::empty(), rfs::makedev(0, 0))
@@ -302,8 +477,9 @@ impl Applier {
             return self.chown_at(parent, hidden, &meta);
         }
 
+        self.settle(&dir, name)?;
         match kind {
-            Kind::Regular => self.regular_file(tar, entry, parent, name, &meta),
+            Kind::Regular => self.regular_file(tar, entry, &dir, name, meta, seq),
             Kind::Directory => self.directory(parent, name, &comps, &meta),
             Kind::Symlink => {
                 let target = entry.link.as_slice();
@@ -317,7 +493,11 @@ impl Applier {
                 rfs::utimensat(parent, name, &meta.times, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(errno_ctx("setting times"))
             }
-            Kind::HardLink => self.hard_link(parent, name, &entry.link),
+            Kind::HardLink => {
+                // Its target may be a file still in a worker's hands.
+                self.wait_for_workers()?;
+                self.hard_link(parent, name, &entry.link)
+            }
             Kind::Char | Kind::Block | Kind::Fifo => {
                 let (ftype, dev) = match kind {
                     Kind::Fifo => (FileType::Fifo, 0),
@@ -337,11 +517,13 @@ impl Applier {
         }
     }
 
-    /// Run `make`; if the name is taken, remove what is there (recursively)
-    /// and run it again: a later entry replaces an earlier one.
+    /// Run `make`; if the name is taken, remove what is there (recursively,
+    /// once no worker is writing under it) and run it again: a later entry
+    /// replaces an earlier one.
     fn create<T>(&mut self, parent: BorrowedFd<'_>, name: &[u8], mut make: impl FnMut() -> Result<T, Errno>) -> io::Result<T> {
         match make() {
             Err(Errno::EXIST) => {
+                self.wait_for_workers().map_err(io::Error::other)?;
                 remove_all_at(parent, name)?;
                 self.root.invalidate();
                 make().map_err(io::Error::from)
@@ -354,15 +536,42 @@ impl Applier {
         &mut self,
         tar: &mut TarReader<R>,
         entry: &Entry,
-        parent: BorrowedFd<'_>,
+        dir: &Dir,
         name: &[u8],
-        meta: &Meta,
+        meta: Meta,
+        seq: u64,
     ) -> Result<(), String> {
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd: OwnedFd = self
-            .create(parent, name, || rfs::openat(parent, name, flags, Mode::from_raw_mode(0o600)))
-            .map_err(ctx("creating file"))?;
-        let mut file = File::from(fd);
+        let parent = dir.fd.as_fd();
+        if self.pool.is_some() && entry.sparse.is_none() && entry.size <= POOL_FILE_MAX {
+            match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Err(Errno::NOENT) => {
+                    let mut data = Vec::with_capacity(entry.size as usize);
+                    loop {
+                        let chunk = tar.data(CHUNK).map_err(|e| format!("reading content: {e}"))?;
+                        if chunk.is_empty() {
+                            break;
+                        }
+                        let n = chunk.len();
+                        data.extend_from_slice(chunk);
+                        tar.consume_data(n);
+                    }
+                    let job = FileJob { seq, path: entry.path.clone(), parent: Arc::clone(&dir.fd), name: name.to_vec(), data, meta };
+                    return self.hand_over(job, dir.ino);
+                }
+                // Taken (a replacement) or unknown: done here, in order.
+                _ => {}
+            }
+        }
+        let mut file = match create_file(parent, name) {
+            Ok(f) => f,
+            Err(Errno::EXIST) => {
+                self.wait_for_workers()?;
+                remove_all_at(parent, name).map_err(ctx("replacing existing entry"))?;
+                self.root.invalidate();
+                create_file(parent, name).map_err(|e| format!("creating file: {}", io::Error::from(e)))?
+            }
+            Err(e) => return Err(format!("creating file: {}", io::Error::from(e))),
+        };
         match &entry.sparse {
             None => self.copy_data(tar, &mut file, u64::MAX)?,
             Some(sparse) => {
@@ -376,22 +585,22 @@ impl Applier {
                 self.size += sparse.real_size - entry.size;
             }
         }
-        // Order matters: chown clears setuid bits and file capabilities, so mode
-        // and xattrs come after it; times come last.
-        if self.chown {
-            rfs::fchown(&file, Some(rfs::Uid::from_raw(meta.uid)), Some(rfs::Gid::from_raw(meta.gid)))
-                .map_err(errno_ctx("setting owner"))?;
+        finish_file(&file, &meta, self.chown)
+    }
+
+    fn hand_over(&mut self, job: FileJob, parent_ino: u64) -> Result<(), String> {
+        let pool = self.pool.as_mut().expect("pool checked by the caller");
+        // Collect finished work first, so a failure stops the layer early.
+        while let Ok(done) = pool.done.try_recv() {
+            pool.record(done, &mut self.size);
         }
-        rfs::fchmod(&file, Mode::from_raw_mode(meta.mode)).map_err(errno_ctx("setting mode"))?;
-        for (key, value) in &meta.xattrs {
-            match rfs::fsetxattr(&file, key.as_slice(), value, XattrFlags::empty()) {
-                Err(e) if !xattr_unsupported(key, e) => {
-                    return Err(format!("setting xattr {}: {}", String::from_utf8_lossy(key), io::Error::from(e)))
-                }
-                _ => {}
-            }
+        if pool.failed.is_some() {
+            return self.wait_for_workers();
         }
-        rfs::futimens(&file, &meta.times).map_err(errno_ctx("setting times"))
+        pool.in_flight.insert((parent_ino, job.name.clone()));
+        pool.outstanding += 1;
+        pool.jobs.as_ref().expect("pool open while parsing").send(job).expect("file workers outlive the parser");
+        Ok(())
     }
 
     /// Write up to `limit` bytes of the entry's data straight from the stream buffer.
@@ -417,6 +626,7 @@ impl Applier {
                 let st = rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno_ctx("inspecting existing entry"))?;
                 // A directory over a directory merges; anything else is replaced.
                 if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                    self.wait_for_workers()?;
                     remove_all_at(parent, name).map_err(ctx("replacing existing entry"))?;
                     self.root.invalidate();
                     rfs::mkdirat(parent, name, Mode::from_raw_mode(0o700)).map_err(errno_ctx("creating directory"))?;
@@ -502,8 +712,13 @@ impl Applier {
         Ok(())
     }
 
-    /// Directory times, deepest first so a parent's is not moved by a child's.
+    /// Directory times, deepest first so a parent's is not moved by a child's;
+    /// after every file is written.
     fn finish(&mut self) -> Result<()> {
+        self.drain()?;
+        if let Some(pool) = &mut self.pool {
+            pool.jobs = None; // lets the workers end
+        }
         let depth = |p: &[u8]| if p.is_empty() { 0 } else { 1 + p.iter().filter(|&&b| b == b'/').count() };
         let mut dirs = std::mem::take(&mut self.dir_times);
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(depth(p)));

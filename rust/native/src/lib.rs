@@ -194,7 +194,7 @@ fn unpack_layer<'py>(
     expected_diff_id: Option<String>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let source = source_arg(source)?;
-    let opts = UnpackOptions { expected_digest, expected_diff_id };
+    let opts = UnpackOptions { expected_digest, expected_diff_id, ..Default::default() };
     let stats = py.detach(|| berth_layer::unpack(source, &target, &opts)).map_err(layer_err)?;
     unpack_result(py, &stats)
 }

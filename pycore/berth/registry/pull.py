@@ -232,8 +232,14 @@ class Puller:
         chains = chain_ids(config.diff_ids)
         self.lease = self.images.lease()
         try:
-            await run_all(self._layer(client, desc, diff_id, chains[i - 1] if i else None, chains[i])
-                          for i, (desc, diff_id) in enumerate(zip(manifest.layers, config.diff_ids)))
+            jobs = []
+            for i, (desc, diff_id) in enumerate(zip(manifest.layers, config.diff_ids)):
+                if await self._wanted(desc, chains[i]):
+                    jobs.append((desc, diff_id, chains[i - 1] if i else None, chains[i]))
+            # Biggest first: with more layers than slots, the long ones must
+            # not be the ones that start last.
+            jobs.sort(key=lambda job: job[0].size, reverse=True)
+            await run_all(self._layer(client, *job) for job in jobs)
             layers = [LayerBlob(d.digest, d.media_type, d.size, diff)
                       for d, diff in zip(manifest.layers, config.diff_ids)]
             tags = [str(self.ref)] if self.ref.tag and not self.ref.digest else []
@@ -285,18 +291,25 @@ class Puller:
                                   f"with digest {actual}")
         return data
 
-    async def _layer(self, client: RegistryClient, desc: Descriptor, diff_id: str,
-                     parent: str | None, chain: str) -> None:
+    async def _wanted(self, desc: Descriptor, chain: str) -> bool:
+        """Whether a layer must be fetched; announces it either way, in
+        manifest order as Docker does."""
         assert self.lease is not None
-        id_ = short_id(desc.digest)
         # Leased before looking, so a concurrent prune cannot take them in between.
         self.lease.add_blob(desc.digest)
         self.lease.add_snapshot(chain)
         content, snapshots = self.images.content, self.images.snapshots
-        if content.exists(desc.digest) and snapshots.exists(chain):
-            await self.progress.layer(id_, "Already exists")
-            return
-        await self.progress.layer(id_, "Pulling fs layer")
+        present = await asyncio.to_thread(
+            lambda: content.exists(desc.digest) and snapshots.exists(chain))
+        await self.progress.layer(short_id(desc.digest), "Already exists" if present
+                                  else "Pulling fs layer")
+        return not present
+
+    async def _layer(self, client: RegistryClient, desc: Descriptor, diff_id: str,
+                     parent: str | None, chain: str) -> None:
+        assert self.lease is not None
+        id_ = short_id(desc.digest)
+        content, snapshots = self.images.content, self.images.snapshots
         async with self.service.blob_lock(desc.digest):
             have_blob = await asyncio.to_thread(content.exists, desc.digest)
             if not have_blob and self.service.download_slots.locked():

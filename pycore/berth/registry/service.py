@@ -31,7 +31,10 @@ log = logging.getLogger("berth.registry")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-DEFAULT_DOWNLOADS = 3   # Docker's max-concurrent-downloads
+# Docker downloads 3 layers at a time; berth unpacks each layer while it
+# downloads, so a slot is also an unpack: more of them keep both cores busy
+# when a small layer with many files would otherwise start last.
+DEFAULT_DOWNLOADS = 6
 DEFAULT_UPLOADS = 5     # Docker's max-concurrent-uploads
 
 

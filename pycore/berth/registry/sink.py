@@ -20,8 +20,8 @@ from typing import Any, Callable
 
 from berth.content import Writer
 
-HIGH_WATER = 32 << 20
-LOW_WATER = 8 << 20
+HIGH_WATER = 16 << 20
+LOW_WATER = 4 << 20
 REPLAY_CHUNK = 1 << 20
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20

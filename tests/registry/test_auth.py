@@ -235,3 +235,14 @@ def test_mirror_errors_fall_back_to_the_next(make_store):
 def asyncio_run(coro):
     import asyncio
     return asyncio.run(coro)
+
+
+def test_registry_config_for_info():
+    options = RegistryOptions(mirrors=["https://mirror.example"],
+                              insecure=["reg.example:5000", "10.0.0.0/8"])
+    info = options.info()
+    assert info["Mirrors"] == ["https://mirror.example"]
+    assert info["InsecureRegistryCIDRs"] == ["127.0.0.0/8", "10.0.0.0/8"]
+    assert info["IndexConfigs"]["docker.io"]["Mirrors"] == ["https://mirror.example"]
+    assert info["IndexConfigs"]["reg.example:5000"]["Secure"] is False
+    assert RegistryOptions().info()["InsecureRegistryCIDRs"] == ["127.0.0.0/8"]

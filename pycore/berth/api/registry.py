@@ -55,6 +55,13 @@ def registry_of(engine: "Engine") -> "RegistryService":
     return service
 
 
+def registry_info(engine: "Engine") -> dict[str, Any]:
+    """``RegistryConfig`` for ``GET /info``: mirrors and insecure registries
+    as configured with ``--registry-mirror`` / ``--insecure-registry``."""
+    from berth.registry import RegistryOptions
+    return (_options.get(engine) or RegistryOptions()).info()
+
+
 def _auth(request: web.Request):
     from berth.registry import AuthConfig
     return AuthConfig.from_header(request.headers.get(AUTH_HEADER))
@@ -180,4 +187,4 @@ ROUTES = [
     ("GET", "/distribution/{name:.+}/json", distribution_inspect),
 ]
 
-__all__ = ["ROUTES", "configure", "registry_of", "pull_image", "pull_reference"]
+__all__ = ["ROUTES", "configure", "registry_info", "registry_of", "pull_image", "pull_reference"]

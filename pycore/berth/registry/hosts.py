@@ -154,13 +154,14 @@ class RegistryOptions:
         return out
 
     def info(self) -> dict:
-        """The daemon's RegistryConfig as ``GET /info`` shows it."""
-        cidrs = [str(n) for n in self._insecure_nets] or ["127.0.0.0/8"]
+        """The daemon's RegistryConfig as ``GET /info`` shows it (loopback is
+        always insecure, as in Docker)."""
+        cidrs = ["127.0.0.0/8"] + [str(n) for n in self._insecure_nets if str(n) != "127.0.0.0/8"]
         index_configs = {DOCKER_HUB_DOMAIN: {"Name": DOCKER_HUB_DOMAIN, "Mirrors": list(self.mirrors),
                                              "Secure": True, "Official": True}}
         for host in sorted(self._insecure_hosts):
             index_configs[host] = {"Name": host, "Mirrors": [], "Secure": False, "Official": False}
-        return {"AllowNondistributableArtifactsCIDRs": None,
-                "AllowNondistributableArtifactsHostnames": None,
+        return {"AllowNondistributableArtifactsCIDRs": [],
+                "AllowNondistributableArtifactsHostnames": [],
                 "InsecureRegistryCIDRs": cidrs, "IndexConfigs": index_configs,
                 "Mirrors": list(self.mirrors)}

@@ -190,12 +190,21 @@ def test_volumes(daemon, busybox):
     assert daemon.berth("volume", "ls", "-q").stdout == ""
 
 
-def _pty_session(argv, env, keys: list[bytes], timeout: float = 30) -> tuple[int, bytes]:
-    """Run argv on a pseudo-terminal, typing each of ``keys`` once the previous
-    output has settled; the exit code and everything the terminal showed."""
+def _set_size(fd: int, rows: int, columns: int) -> None:
+    import fcntl
+    import struct
+    import termios
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+
+def _pty_session(argv, env, keys: list, timeout: float = 30) -> tuple[int, bytes]:
+    """Run argv on a 24x80 pseudo-terminal, typing each of ``keys`` (or calling it
+    with the terminal's fd) once the output has settled; the exit code and
+    everything the terminal showed."""
     pid, fd = pty.fork()
     if pid == 0:
         os.execve(argv[0], argv, env)
+    _set_size(fd, 24, 80)
     shown = b""
     deadline = time.monotonic() + timeout
 
@@ -218,7 +227,10 @@ def _pty_session(argv, env, keys: list[bytes], timeout: float = 30) -> tuple[int
         for key in keys:
             if not drain(0.5):
                 break
-            os.write(fd, key)
+            if callable(key):
+                key(fd)
+            else:
+                os.write(fd, key)
         while drain(0.5):
             pass
     finally:
@@ -229,9 +241,11 @@ def _pty_session(argv, env, keys: list[bytes], timeout: float = 30) -> tuple[int
 
 def test_run_interactive_tty(daemon, busybox):
     code, shown = _pty_session([BERTH, "run", "--rm", "-it", "busybox", "sh"], daemon.env,
-                               [b"echo tty is $(tty)\r", b"exit 6\r"])
+                               [b"echo tty is $(tty); stty size\r", lambda fd: _set_size(fd, 33, 101),
+                                b"stty size; exit 6\r"])
     assert code == 6
-    assert b"tty is /dev/pts/0\r\n" in shown
+    assert b"tty is /dev/pts/0\r\n24 80\r\n" in shown  # the terminal's size from the start
+    assert b"\r\n33 101\r\n" in shown  # and its changes (SIGWINCH -> /resize)
 
 
 def test_detach_keys_leave_the_container_running(daemon, busybox):
@@ -240,3 +254,18 @@ def test_detach_keys_leave_the_container_running(daemon, busybox):
     assert code == 0 and b"before" in shown
     assert daemon.berth("inspect", "-f", "{{.State.Running}}", "stay").stdout == "true\n"
     daemon.berth("rm", "-f", "stay")
+
+
+def test_exec_and_attach_on_a_terminal(daemon, busybox):
+    daemon.berth("run", "-dit", "--name", "shell", "busybox", "sh")
+    code, shown = _pty_session([BERTH, "exec", "-it", "shell", "sh"], daemon.env,
+                               [b"echo exec on $(tty)\r", b"exit 3\r"])
+    assert code == 3 and b"exec on /dev/pts/" in shown
+    code, shown = _pty_session([BERTH, "attach", "shell"], daemon.env,
+                               [b"echo attached here\r", b"\x10", b"\x11"])
+    assert b"attached here\r\n" in shown
+    assert (code, shown.endswith(b"read escape sequence\r\n") or shown.endswith(b"read escape sequence\n")) == (1, True)
+    assert daemon.berth("inspect", "-f", "{{.State.Running}}", "shell").stdout == "true\n"
+    r = daemon.berth("attach", "shell", check=False)  # its stdin is not a terminal
+    assert (r.returncode, r.stderr) == (1, "the input device is not a TTY\n")
+    daemon.berth("rm", "-f", "shell")

@@ -64,7 +64,6 @@ def test_host_config_checks():
         ({"Ulimits": [{"Name": "nofile", "Soft": 10, "Hard": 5}]}, "soft limit"),
         ({"Ulimits": [{"Name": "bogus", "Soft": 1, "Hard": 1}]}, "invalid ulimit type"),
         ({"Tmpfs": {"rel": ""}}, "absolute path"),
-        ({"NetworkMode": "nosuch"}, "network nosuch not found"),
         ({"NetworkMode": "none", "PortBindings": {"80/tcp": [{}]}}, "port publishing"),
         ({"Devices": [{"PathOnHost": "/dev/kvm"}]}, "Devices"),
         ({"Memory": 100}, "Minimum memory limit allowed is 6MB"),

@@ -291,3 +291,16 @@ def test_update_and_prune(daemon, busybox):
     out = daemon.docker("container", "prune", "-f").stdout
     assert "Deleted Containers:" in out
     assert daemon.docker("ps", "-a", "--format", "{{.Names}}").stdout.split() == ["upd"]
+
+
+def test_container_outlives_its_image(daemon, busybox):
+    daemon.docker("create", "--name", "orphan", "busybox", "echo", "still-here")
+    proc = daemon.docker("rmi", "busybox", check=False)
+    assert proc.returncode != 0 and "is using its referenced image" in proc.stderr
+    daemon.docker("rmi", "-f", "busybox")
+    daemon.docker("image", "prune", "-af")
+    # The container's layers are kept for it; ps shows the image by ID now.
+    assert daemon.docker("start", "-a", "orphan").stdout == "still-here\n"
+    assert daemon.docker("ps", "-a", "--format", "{{.Image}}").stdout.strip() == busybox[7:19]
+    info = json.loads(daemon.docker("info", "--format", "{{json .}}").stdout)
+    assert (info["Containers"], info["ContainersStopped"]) == (1, 1)

@@ -120,11 +120,22 @@ def _sizes(service: "ContainerService", c: Container) -> tuple[int, int]:
     return rw, rw + image
 
 
+def _image_shown(service: "ContainerService", c: Container) -> str:
+    """The image as the user named it, or its ID once that name means another
+    image (retagged) or nothing (removed), as `docker ps` shows it."""
+    try:
+        if service.images.resolve(c.image) == c.image_id:
+            return c.image
+    except BerthError:
+        pass
+    return c.image_id
+
+
 def summary(service: "ContainerService", c: Container, size: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "Id": c.id,
         "Names": ["/" + c.name],
-        "Image": c.image,
+        "Image": _image_shown(service, c),
         "ImageID": c.image_id,
         "Command": command_text(c),
         "Created": c.created_ns // 1_000_000_000,

@@ -1,10 +1,12 @@
 //! Layer unpack: a gzip, zstd or plain tar stream into a snapshot directory,
 //! with OCI whiteouts turned into their overlayfs form.
 //!
-//! Two threads per layer: the reader hashes the raw bytes (the blob digest) and
-//! decompresses, which is the critical path; the caller's thread hashes the tar
-//! (the diffID), parses it and writes the tree. Every entry goes through
-//! [`Root`], so nothing lands outside the target.
+//! Threads per layer: the reader hashes the raw bytes (the blob digest) and
+//! decompresses, the critical path for big files; the caller's thread hashes
+//! the tar (the diffID), parses it and applies it; optional file workers create
+//! small regular files meanwhile, the critical path for many small files (see
+//! [`Pool`] for how order is kept). Every entry goes through [`Root`], so
+//! nothing lands outside the target.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -543,23 +545,20 @@ impl Applier {
     ) -> Result<(), String> {
         let parent = dir.fd.as_fd();
         if self.pool.is_some() && entry.sparse.is_none() && entry.size <= POOL_FILE_MAX {
-            match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Err(Errno::NOENT) => {
-                    let mut data = Vec::with_capacity(entry.size as usize);
-                    loop {
-                        let chunk = tar.data(CHUNK).map_err(|e| format!("reading content: {e}"))?;
-                        if chunk.is_empty() {
-                            break;
-                        }
-                        let n = chunk.len();
-                        data.extend_from_slice(chunk);
-                        tar.consume_data(n);
+            // A taken name (a replacement) or an unclear answer is handled here, in order.
+            if let Err(Errno::NOENT) = rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                let mut data = Vec::with_capacity(entry.size as usize);
+                loop {
+                    let chunk = tar.data(CHUNK).map_err(|e| format!("reading content: {e}"))?;
+                    if chunk.is_empty() {
+                        break;
                     }
-                    let job = FileJob { seq, path: entry.path.clone(), parent: Arc::clone(&dir.fd), name: name.to_vec(), data, meta };
-                    return self.hand_over(job, dir.ino);
+                    let n = chunk.len();
+                    data.extend_from_slice(chunk);
+                    tar.consume_data(n);
                 }
-                // Taken (a replacement) or unknown: done here, in order.
-                _ => {}
+                let job = FileJob { seq, path: entry.path.clone(), parent: Arc::clone(&dir.fd), name: name.to_vec(), data, meta };
+                return self.hand_over(job, dir.ino);
             }
         }
         let mut file = match create_file(parent, name) {

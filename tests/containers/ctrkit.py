@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import socket
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -134,6 +135,19 @@ def leftovers(daemon, container_id: str) -> list[str]:
             dirnames.clear()
     if os.path.exists(bundle):
         found.append(f"directory: {bundle}")
+    # A removed container's directory is renamed here and deleted in the background.
+    trash = daemon.root / "tmp" / "removed-containers" / container_id
+    deadline = time.monotonic() + 30
+    while trash.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if trash.exists():
+        found.append(f"directory: {trash}")
+    db = sqlite3.connect(daemon.root / "metadata.db")
+    try:
+        if db.execute("SELECT 1 FROM containers WHERE id=?", (container_id,)).fetchone():
+            found.append("record in metadata.db")
+    finally:
+        db.close()
     return found
 
 

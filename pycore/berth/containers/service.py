@@ -1006,7 +1006,7 @@ class ContainerService:
             "noNewPrivileges": cfg.no_new_privileges(hc),
             "rlimits": cfg.ulimits(hc),
         }
-        if e.tty and "TERM=" not in "".join(x[:5] for x in process["env"]):
+        if e.tty and not any(v.startswith("TERM=") for v in process["env"]):
             process["env"].append("TERM=xterm")
         user = e.user or c.config.get("User") or ""
         if user:

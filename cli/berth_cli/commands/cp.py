@@ -19,8 +19,7 @@ from ..errors import APIError, CLIError
 from ..formatting import human_size
 
 # Go's os.FileMode type bits, as the X-Docker-Container-Path-Stat header carries them.
-_GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET, _GO_CHARDEV, _GO_IRREGULAR = (
-    1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24, 1 << 21, 1 << 19)
+_GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_IRREGULAR = 1 << 31, 1 << 27, 1 << 26, 1 << 19
 
 
 def split_cp_arg(arg: str) -> tuple[str, str]:
@@ -33,29 +32,13 @@ def split_cp_arg(arg: str) -> tuple[str, str]:
     return container, path
 
 
-def _mode_is_dir(mode: int) -> bool:
-    # Go FileMode from berthd/dockerd; a plain st_mode is accepted too
-    return bool(mode & _GO_DIR) or (mode < (1 << 19) and statmod.S_ISDIR(mode))
-
-
-def _mode_is_symlink(mode: int) -> bool:
-    return bool(mode & _GO_SYMLINK) or (mode < (1 << 19) and statmod.S_ISLNK(mode))
-
-
-def _mode_is_special(mode: int) -> bool:
-    special = _GO_DEVICE | _GO_PIPE | _GO_SOCKET | _GO_CHARDEV | _GO_IRREGULAR
-    return bool(mode & special) or (mode < (1 << 19) and not (
-        statmod.S_ISDIR(mode) or statmod.S_ISREG(mode) or statmod.S_ISLNK(mode)) and statmod.S_IFMT(mode) != 0)
-
-
-def _special_kind(mode: int) -> str:
-    if mode & (_GO_DEVICE | _GO_CHARDEV):
+def _unusable_destination(mode: int) -> str:
+    """ValidateOutputPathFileMode: why a destination cannot receive a copy ("" if it can)."""
+    if mode & _GO_DEVICE:
         return "got a device"
-    if mode & _GO_PIPE:
-        return "got a named pipe"
-    if mode & _GO_SOCKET:
-        return "got a socket"
-    return "got an irregular file"
+    if mode & _GO_IRREGULAR:
+        return "got an irregular file"
+    return ""
 
 
 # -- docker's path helpers (moby/go-archive copy.go) -----------------------------------------
@@ -278,8 +261,7 @@ def _extract_member(tar, member, path: str, root: str, rebase) -> None:
 # -- the two directions -------------------------------------------------------------------
 
 def _check_output_path(path: str) -> None:
-    """ValidateOutputPath: the parent must exist; an existing path must be a directory
-    or a regular file."""
+    """ValidateOutputPath: the parent must exist, and an existing path must not be a device."""
     directory = os.path.dirname(os.path.normpath(path))
     if directory and directory != "." and not os.path.exists(directory):
         raise CLIError(f'invalid output path: directory "{directory}" does not exist')
@@ -289,8 +271,8 @@ def _check_output_path(path: str) -> None:
         return
     except OSError as e:
         raise _oserror(e, "stat", path) from None
-    if not (statmod.S_ISDIR(st.st_mode) or statmod.S_ISREG(st.st_mode)):
-        raise CLIError(f'invalid output path: "{path}" must be a directory or a regular file')
+    if statmod.S_ISCHR(st.st_mode) or statmod.S_ISBLK(st.st_mode):
+        raise CLIError(f'invalid output path: "{path}" must be a directory or a regular file: got a device')
 
 
 def _local_destination(path: str) -> tuple[str, bool, bool]:
@@ -325,7 +307,7 @@ def copy_from_container(cli, container: str, src: str, dst: str, follow: bool, q
             st = client.archive_stat(container, src)
         except APIError:
             st = {}
-        if _mode_is_symlink(st.get("mode") or 0):
+        if (st.get("mode") or 0) & _GO_SYMLINK:
             target = st.get("linkTarget") or ""
             if not target.startswith("/"):
                 target = os.path.join(split_dir_entry(src)[0], target)
@@ -337,7 +319,7 @@ def copy_from_container(cli, container: str, src: str, dst: str, follow: bool, q
             for chunk in resp.iter_content():
                 cli.out.write_bytes(chunk)
             return
-        src_is_dir = _mode_is_dir(st.get("mode") or 0)
+        src_is_dir = bool((st.get("mode") or 0) & _GO_DIR)
         dst_path, dst_exists, dst_is_dir = _local_destination(dst)
         # the daemon names the archive's root after the source's last element ("." for "dir/.")
         old = split_dir_entry(src)[1]
@@ -425,17 +407,17 @@ def copy_to_container(cli, container: str, src: str, dst: str, follow: bool, cop
     dst_path, dst_exists, dst_is_dir = dst, False, False
     try:
         st = client.archive_stat(container, dst)
-        if _mode_is_symlink(st.get("mode") or 0):
+        if (st.get("mode") or 0) & _GO_SYMLINK:
             target = st.get("linkTarget") or ""
             if not target.startswith("/"):
                 target = os.path.join(split_dir_entry(dst)[0], target)
             dst_path = target
             st = client.archive_stat(container, target)
         mode = st.get("mode") or 0
-        if _mode_is_special(mode):
-            raise CLIError(f'destination "{container}:{dst}" must be a directory or a regular file: '
-                           f"{_special_kind(mode)}")
-        dst_exists, dst_is_dir = True, _mode_is_dir(mode)
+        unusable = _unusable_destination(mode)
+        if unusable:
+            raise CLIError(f'destination "{container}:{dst}" must be a directory or a regular file: {unusable}')
+        dst_exists, dst_is_dir = True, bool(mode & _GO_DIR)
     except APIError:
         pass  # a destination that does not exist yet (or no container: the copy says so)
 

@@ -140,8 +140,11 @@ class _LazyReference:
         self.text = text
 
     def __getattr__(self, name):
-        from ..reference import parse_normalized
-        ref = parse_normalized(self.text)
+        from ..reference import InvalidReference, parse_normalized
+        try:
+            ref = parse_normalized(self.text)
+        except InvalidReference as e:
+            raise CLIError(str(e)) from None
         return getattr(ref, name)
 
 

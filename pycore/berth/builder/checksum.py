@@ -132,11 +132,19 @@ class FileHasher:
                     todo.append((path, stamp))
         if not todo:
             return out
-        if len(todo) == 1:
-            results = [_read_digest(todo[0][0])]
+        paths = [p for p, _ in todo]
+        if len(todo) < 8:
+            results = [_read_digest(p) for p in paths]
         else:
-            with concurrent.futures.ThreadPoolExecutor(self._threads) as pool:
-                results = list(pool.map(_read_digest, [p for p, _ in todo]))
+            # One task per thread, not per file: small files are the common case.
+            workers = min(self._threads, len(paths))
+            chunks = [paths[i::workers] for i in range(workers)]
+            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(lambda chunk: [_read_digest(p) for p in chunk], chunks))
+            by_path = {}
+            for chunk, digests in zip(chunks, parts):
+                by_path.update(zip(chunk, digests))
+            results = [by_path[p] for p in paths]
         with self._lock:
             self.read_count += len(todo)
             for (path, stamp), digest in zip(todo, results):

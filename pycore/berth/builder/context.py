@@ -16,9 +16,9 @@ import os
 import posixpath
 import stat
 from dataclasses import dataclass
-from typing import Iterator
 
 from .checksum import FileHasher
+from .watch import TreeWatch
 from .errors import BuildError
 from .fsview import DirView, Entry, LayerView, TooManyLinks, View
 from .ignore import PatternMatcher, go_clean, has_wildcards, path_match
@@ -41,7 +41,8 @@ class Sources:
 
     def __init__(self, view: View, hasher: FileHasher, what: str = "build context",
                  matcher: PatternMatcher | None = None, persist: bool = False,
-                 keep_owner: bool = False):
+                 keep_owner: bool = False, watch: TreeWatch | None = None,
+                 sums: dict | None = None):
         self.view = view
         self.hasher = hasher
         self.what = what
@@ -49,13 +50,22 @@ class Sources:
         self.persist = persist
         self.keep_owner = keep_owner  # --from sources keep their owners: they are in the key
         self.is_context = isinstance(view, DirView)
+        self._walks: dict[tuple, list[tuple[str, Entry]]] = {}
+        # In-place contexts: checksums remembered across builds while inotify
+        # reports no change in the directories they cover.
+        self.watch = watch if watch is not None and watch.available else None
+        self.sums = sums if sums is not None else {}
+        self._watched: list[str] = []
+        self._watch_failed = False
 
     @classmethod
     def context(cls, root: str, hasher: FileHasher, matcher: PatternMatcher | None,
-                persist: bool) -> "Sources":
+                persist: bool, watch: TreeWatch | None = None,
+                sums: dict | None = None) -> "Sources":
         if persist:
             hasher.load_root(root)
-        return cls(DirView(root), hasher, "build context", matcher, persist)
+        return cls(DirView(root), hasher, "build context", matcher, persist,
+                   watch=watch if persist else None, sums=sums)
 
     @classmethod
     def image(cls, lowerdirs: list[str], hasher: FileHasher, what: str) -> "Sources":
@@ -142,28 +152,47 @@ class Sources:
 
     # -- content --------------------------------------------------------------------
     def walk(self, source: Source, excludes: PatternMatcher | None = None
-             ) -> Iterator[tuple[str, Entry]]:
+             ) -> list[tuple[str, Entry]]:
         """(name relative to the source directory, entry) for everything a
-        directory source brings, parents first; ignored files left out."""
-        base = source.path.rstrip("/")
+        directory source brings, parents first, names sorted; ignored files
+        left out. Remembered: the checksum and the copy walk it once."""
+        key = (source.path, tuple(p.text for p in excludes.patterns) if excludes else None)
+        found = self._walks.get(key)
+        if found is not None:
+            return found
+        out: list[tuple[str, Entry]] = []
+        base_len = len(source.path.rstrip("/")) + 1
+        matcher = self.matcher
+        children_of = self.view.children
+        watched = self._watched = []
 
-        def visit(directory: str) -> Iterator[tuple[str, Entry]]:
-            children = self.view.children(directory)
+        def visit(directory: str) -> None:
+            if self.watch is not None:
+                # Watched before it is listed: a change during the walk is seen.
+                host = self.view.root + directory if directory != "/" else self.view.root
+                watched.append(host)
+                if not self.watch.watch(host):
+                    self._watch_failed = True
+            children = children_of(directory)
             for name in sorted(children):
                 entry = children[name]
-                rel_root = entry.path.lstrip("/")
-                rel = entry.path[len(base) + 1:] if base else entry.path.lstrip("/")
-                if self.excluded(rel_root):
-                    if entry.is_dir and self.matcher.may_include_below(rel_root):
-                        yield from visit(entry.path)
-                    continue
+                rel = entry.path[base_len:]
+                is_dir = entry.st.st_mode & 0o170000 == 0o040000
+                if matcher is not None:
+                    rel_root = entry.path[1:]
+                    if matcher.matches(rel_root):
+                        if is_dir and matcher.may_include_below(rel_root):
+                            visit(entry.path)
+                        continue
                 if excludes is not None and excludes.matches(rel):
                     continue
-                yield rel, entry
-                if entry.is_dir:
-                    yield from visit(entry.path)
+                out.append((rel, entry))
+                if is_dir:
+                    visit(entry.path)
 
-        yield from visit(source.path)
+        visit(source.path)
+        self._walks[key] = out
+        return out
 
     def checksum(self, source: Source, excludes: PatternMatcher | None = None) -> str:
         """``file:<hex>`` or ``dir:<hex>``: what the layer gets from this source."""
@@ -173,28 +202,43 @@ class Sources:
             record = self._record(posixpath.basename(source.name) or source.name, source.entry,
                                   digest)
             return "file:" + hashlib.sha256(record.encode("utf-8", "surrogateescape")).hexdigest()
-        entries = list(self.walk(source, excludes))
-        digests = self._digests([e for _, e in entries if stat.S_ISREG(e.st.st_mode)])
-        h = hashlib.sha256()
-        h.update(self._record(".", source.entry, "").encode())
-        for rel, entry in entries:
-            h.update(self._record(rel, entry, digests.get(entry.host, "")).encode(
-                "utf-8", "surrogateescape"))
-        return "dir:" + h.hexdigest()
+        key = None
+        if self.watch is not None:
+            key = (source.path, self.matcher.signature if self.matcher else (),
+                   excludes.signature if excludes else (), self.keep_owner)
+            known = self.sums.get(key)
+            if known is not None and self.watch.unchanged(known[1], known[2]):
+                return known[0]
+            token = self.watch.token()
+            self._watch_failed = False
+            self._walks.pop((source.path, tuple(p.text for p in excludes.patterns)
+                             if excludes else None), None)
+        entries = self.walk(source, excludes)
+        digests = self._digests([e for _, e in entries if e.st.st_mode & 0o170000 == 0o100000])
+        record = self._record
+        parts = [record(".", source.entry, "")]
+        parts.extend(record(rel, entry, digests.get(entry.host, "")) for rel, entry in entries)
+        joined = "".join(parts).encode("utf-8", "surrogateescape")
+        checksum = "dir:" + hashlib.sha256(joined).hexdigest()
+        if key is not None and not self._watch_failed:
+            self.sums[key] = (checksum, tuple(self._watched), token)
+        return checksum
 
     def _digests(self, entries: list[Entry]) -> dict[str, str]:
         return self.hasher.digests(((e.host, e.st) for e in entries), persist=self.persist)
 
     def _record(self, name: str, entry: Entry, digest: str) -> str:
         st = entry.st
-        kind = stat.S_IFMT(st.st_mode)
-        extra = ""
-        if stat.S_ISLNK(st.st_mode):
+        mode = st.st_mode
+        kind = mode & 0o170000
+        if kind == 0o120000:
             extra = os.readlink(entry.host)
-        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        elif kind in (0o020000, 0o060000):
             extra = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+        else:
+            extra = ""
         owner = f"{st.st_uid}:{st.st_gid}" if self.keep_owner else ""
-        return f"{name}\0{kind:o}\0{stat.S_IMODE(st.st_mode):o}\0{owner}\0{digest}{extra}\n"
+        return f"{name}\0{kind:o}\0{mode & 0o7777:o}\0{owner}\0{digest}{extra}\n"
 
 
 def single_name(sources: list[Source]) -> str:

@@ -16,17 +16,15 @@ root and ``..`` stops at it.
 from __future__ import annotations
 
 import os
-import posixpath
 import stat
-from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 _MAX_LINKS = 255
 _OPAQUE = "trusted.overlay.opaque"
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
+    # A tuple: walks of big contexts make tens of thousands of these.
     path: str            # the path inside the view, "/a/b"
     host: str            # where it is on the host
     st: os.stat_result   # lstat of host
@@ -131,12 +129,13 @@ class DirView(View):
 
     def children(self, path: str) -> dict[str, Entry]:
         host = self._host(path)
+        prefix = path if path.endswith("/") else path + "/"
         out = {}
         try:
             with os.scandir(host) as it:
                 for d in it:
-                    child = posixpath.join(path, d.name)
-                    out[d.name] = Entry(child, d.path, d.stat(follow_symlinks=False))
+                    name = d.name
+                    out[name] = Entry(prefix + name, d.path, d.stat(follow_symlinks=False))
         except (FileNotFoundError, NotADirectoryError):
             pass
         return out

@@ -251,6 +251,10 @@ class PatternMatcher:
     def __bool__(self) -> bool:
         return bool(self.patterns)
 
+    @property
+    def signature(self) -> tuple:
+        return tuple(("!" if p.exclusion else "") + p.text for p in self.patterns)
+
     def matches(self, path: str) -> bool:
         """Whether ``path`` (relative, ``/``-separated) is excluded: the path
         itself or one of its parent directories matches."""

@@ -48,6 +48,7 @@ from .ignore import IgnoreFileError, PatternMatcher, read_ignore
 from .imageconfig import ImageState
 from .layers import LayerCommitter, tree_size
 from .runner import cleanup_leftovers
+from .watch import TreeWatch
 from .shell import Lexer, SubstitutionError
 from .steps import StageExecutor, StageResult, short_id
 
@@ -88,6 +89,8 @@ class BuildService:
         self.db = db if db is not None else images.db
         self.cache = BuildCache(self.db)
         self.hasher = FileHasher(self.db)
+        self.watch = TreeWatch()
+        self.tree_sums: dict = {}
         self.root = config.path("builder")
         self.run_root = os.path.join(self.root, "run")
         self.tmp_root = os.path.join(self.root, "tmp")
@@ -109,6 +112,7 @@ class BuildService:
         with self._lock:
             for event in self._builds.values():
                 event.set()
+        self.watch.close()
 
     # -- builds ------------------------------------------------------------------------
     def prepare(self, request: BuildRequest) -> "PreparedBuild":
@@ -307,7 +311,8 @@ class PreparedBuild:
                 _extract_context(req.context_tar, root, self.svc.tmp_root)
             self.context_root = root
         self.context = Sources.context(self.context_root, self.svc.hasher, None,
-                                       persist=self.persistent_context)
+                                       persist=self.persistent_context, watch=self.svc.watch,
+                                       sums=self.svc.tree_sums)
 
     def _read_dockerfile(self) -> tuple[bytes, str | None]:
         req = self.request

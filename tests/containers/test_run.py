@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -201,3 +202,43 @@ def test_network_none_has_only_loopback(daemon, busybox):
     out = daemon.docker("run", "--rm", "--network", "host", "busybox", "ls",
                         "/sys/class/net").stdout.split()
     assert sorted(out) == sorted(os.listdir("/sys/class/net"))
+
+
+def test_attach_and_detach_keys(daemon, busybox):
+    """`docker attach` to a running tty container, then ctrl-p ctrl-q: the
+    client leaves, the container keeps running."""
+    import pty
+    import select
+
+    daemon.docker("run", "-dit", "--name", "shell", "busybox", "sh")
+    env = daemon.env
+    env["DOCKER_CONFIG"] = str(daemon.root.parent / "docker-config")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(["docker", "attach", "shell"], stdin=slave, stdout=slave,
+                            stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    seen = b""
+
+    def read_until(needle: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 30
+        while needle not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:
+                    return
+
+    try:
+        os.write(master, b"echo attached-$((1+1))\n")
+        read_until(b"attached-2")
+        assert b"attached-2" in seen
+        os.write(master, b"\x10\x11")
+        proc.wait(30)  # the CLI leaves (its exit status for a detach is its own choice)
+        read_until(b"read escape sequence")
+    finally:
+        proc.kill()
+        os.close(master)
+    assert b"read escape sequence" in seen
+    assert inspect(daemon, "shell")["State"]["Running"]
+    daemon.docker("rm", "-f", "shell")

@@ -12,7 +12,10 @@
 //! waiting for a `start` on the control socket), or exits 1 with
 //! `{"message":…,"exitCode":…}` on stderr. The monitor is then nobody's child
 //! (reparented to init), in its own session, a child subreaper, with cwd = its
-//! directory and stdio on /dev/null and `monitor.log`.
+//! directory and stdio on /dev/null and `monitor.log`. One fork is enough: the
+//! classic second fork only keeps a session leader from acquiring a controlling
+//! terminal, and the monitor never opens one (a pty master arrives by
+//! SCM_RIGHTS from the container's init).
 //!
 //! Files in the directory (the bundle, or the exec dir):
 //! `monitor.pid`, `monitor.sock` (see [`proto`]), `state.json` (created/running,

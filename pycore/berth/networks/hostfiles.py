@@ -88,9 +88,10 @@ def _is_loopback(addr: str) -> bool:
 
 
 def resolv_conf(host_text: str, dns: list[str], search: list[str], options: list[str], *,
-                embedded: str = "", host_network: bool = False) -> str:
+                embedded: str = "", forwards: bool = True, host_network: bool = False) -> str:
     """The container's resolv.conf. ``embedded``: the address of the network's
-    DNS server (user-defined networks), which then is the only nameserver."""
+    DNS server (user-defined networks), which then is the only nameserver;
+    ``forwards``: whether it passes other names on (not on internal networks)."""
     nameservers, searches, opts = [], [], []
     for line in host_text.splitlines():
         fields = line.split()
@@ -108,9 +109,11 @@ def resolv_conf(host_text: str, dns: list[str], search: list[str], options: list
         opts = list(options)
     header = ""
     if embedded:
-        upstreams = list(dns) if dns else nameservers
-        header = (f"# berth embedded DNS server ({embedded}); other names go to: "
-                  f"{', '.join(upstreams) or 'nowhere'}\n")
+        if not forwards:
+            where = "nowhere (internal network)"
+        else:
+            where = ", ".join(list(dns) if dns else nameservers) or "nowhere"
+        header = f"# berth embedded DNS server ({embedded}); other names go to: {where}\n"
         servers = [embedded]
         # A container's resolver must not add search domains before trying a
         # container name ("web" would first go out as "web.example.com").

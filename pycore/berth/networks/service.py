@@ -1069,16 +1069,16 @@ class NetworkService:
             [] if host_network else [e.ip for e in eps if e.ip], gateway,
             base or hostfiles.HOSTS_HEADER))
         hostfiles.write(c.hostname_path, hostname + "\n")
-        embedded = ""
+        embedded, forwards = "", True
         for ep in eps:
             net = self._networks.get(ep.network_id)
             if net is not None and net.user_defined and ep.ip:
-                embedded = str(net.pool.gateway)
+                embedded, forwards = str(net.pool.gateway), not net.internal
                 break
         _, host_text = self._host_resolvers()
         hostfiles.write(c.resolv_conf_path, hostfiles.resolv_conf(
             host_text, hc.get("Dns") or [], hc.get("DnsSearch") or [], hc.get("DnsOptions") or [],
-            embedded=embedded, host_network=host_network))
+            embedded=embedded, forwards=forwards, host_network=host_network))
 
     def _share_files(self, other, c) -> None:
         """container:X mode: the other container's files (same network, same names)."""
@@ -1168,6 +1168,19 @@ class NetworkService:
         if cid is None:
             return None
         name = name.rstrip(".").lower()
+        found = self._lookup_names(cid, name)
+        if found is None:
+            # Some resolvers (busybox's) try "name.<search domain>" first, and stop
+            # at the upstream's answer: a container name with one of the asking
+            # container's search domains is still ours.
+            for domain in self._search_domains(cid):
+                if name.endswith("." + domain):
+                    found = self._lookup_names(cid, name[: -len(domain) - 1])
+                    if found is not None:
+                        break
+        return found
+
+    def _lookup_names(self, cid: str, name: str) -> list[str] | None:
         found: list[str] = []
         for ep in self.endpoints_of(cid):
             net = self._networks.get(ep.network_id)
@@ -1180,6 +1193,19 @@ class NetworkService:
                 if name in self._dns_names(other_cid, other, net):
                     found.append(other.ip)
         return sorted(set(found)) or None
+
+    def _search_domains(self, cid: str) -> list[str]:
+        try:
+            search = self._container(cid).host_config.get("DnsSearch") or []
+        except BerthError:
+            search = []
+        if not search:
+            _, text = self._host_resolvers()
+            for line in text.splitlines():
+                fields = line.split()
+                if fields and fields[0] in ("search", "domain"):
+                    search = fields[1:]
+        return [d.strip(".").lower() for d in search if d.strip(".")]
 
     def _dns_names(self, cid: str, ep: Endpoint, net: Network) -> set[str]:
         cname = self._container_name(cid).lower()

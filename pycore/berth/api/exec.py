@@ -18,6 +18,16 @@ from berth.errors import BerthError, InvalidArgument
 
 log = logging.getLogger("berth.api")
 
+#: Pause between the 101 and the exec's first output, for clients that lose
+#: bytes read together with the headers (see start_exec).
+CLIENT_SETTLE = 0.05
+
+
+def _buffers_hijacked_reads(request: web.Request) -> bool:
+    """Go clients (the docker CLI) keep the bytes read past the headers."""
+    agent = request.headers.get("User-Agent", "")
+    return agent.startswith(("Docker-Client/", "Go-http-client/"))
+
 
 async def create_exec(request: web.Request) -> web.Response:
     body = await read_json(request, "exec config")
@@ -49,6 +59,11 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
     hj = Hijacked(request, multiplexed=not e.tty)
     try:
         await hj.start()
+        if not _buffers_hijacked_reads(request):
+            # docker-py reads the status line through a buffered file and then the
+            # raw socket: output arriving together with the headers would be lost
+            # in that buffer. Docker's own exec start is slow enough to hide this.
+            await asyncio.sleep(CLIENT_SETTLE)
         try:
             await svc.exec_run(e)
         except runtime.StartError as exc:

@@ -81,10 +81,13 @@ def test_create_without_source(api):
     assert "fromSrc" in reply.json()["message"]
 
 
-def test_pull_is_reported_as_unavailable(api):
-    reply = api.post("/images/create?fromImage=busybox&tag=latest")
-    assert reply.status == 501
-    assert "cannot pull busybox:latest" in reply.json()["message"]
+def test_pull_from_unreachable_registry_is_a_clear_error(api):
+    # Port 1 on loopback: nothing listens, and no traffic leaves the machine.
+    reply = api.post("/images/create?fromImage=127.0.0.1:1/missing&tag=latest")
+    assert reply.status >= 400
+    message = reply.json()["message"]
+    assert "cannot pull 127.0.0.1:1/missing:latest" in message
+    assert "cannot reach registry 127.0.0.1:1" in message
 
 
 def test_import_bad_url_scheme(api):

@@ -211,6 +211,34 @@ def measure(engines: list[Engine], seed: Registry, scratch: Path, repeat: int) -
             summarise("registry: push multi-layer image", "s", True, push, errors["push"])]
 
 
+def pipeline(seed: Registry, scratch: Path, repeat: int) -> dict:
+    """berth's own choice, measured in process: each layer unpacked while it
+    downloads (network -> pipe -> Rust) against downloading every layer to
+    the store first and unpacking them afterwards (in parallel)."""
+    import asyncio
+
+    from berth.config import Config
+    from berth.events import EventBus
+    from berth.images import ImageService
+    from berth.registry.service import RegistryService
+
+    samples: dict[str, list[float]] = {"berth": [], "download-then-unpack": []}
+    for rep in range(repeat):
+        for name, streamed in (("berth", True), ("download-then-unpack", False)):
+            root = scratch / f"pipeline-{name}-{rep}"
+            images = ImageService(Config(root=str(root)), EventBus())
+            service = RegistryService(images, images.events, unpack_while_downloading=streamed)
+            try:
+                samples[name].append(timed(lambda: asyncio.run(
+                    service.pull(f"{seed.address}/{REPO}:v1"))))
+                log(f"pipeline {name} #{rep + 1}: {samples[name][-1]:.2f}s")
+            finally:
+                images.close()
+                shutil.rmtree(root, ignore_errors=True)
+    return summarise("registry: berth pull, streamed unpack", "s", True, samples,
+                     reference="download-then-unpack")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -239,6 +267,9 @@ def main() -> int:
             engine.start()
         print(f"{'workload':<34} {'berth':>14} {'reference':>14} {'ratio':>8}")
         rows = measure(engines, seed, scratch, args.repeat)
+        for engine in engines:
+            engine.stop()  # the in-process comparison runs on a quiet machine
+        rows.append(pipeline(seed, scratch, args.repeat))
         for row in rows:
             row["image"] = facts
             print_row(row)

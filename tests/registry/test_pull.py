@@ -468,3 +468,14 @@ def test_stale_partial_downloads_are_replaced(store, fake_registry):
     # the corrupt one was resumed (Range from its length), then fetched again whole
     ranges = [g.headers.get("Range") for g in _blob_gets(fake_registry, wrong)]
     assert ranges == ["bytes=700-", None]
+
+
+def test_unreachable_registry(store):
+    from regkit import free_port
+    port = free_port()  # nothing listens there
+    with pytest.raises(TransferError) as err:
+        store.pull(f"127.0.0.1:{port}/app:v1")
+    assert err.value.message.startswith(f"cannot pull 127.0.0.1:{port}/app:v1: cannot reach "
+                                        f"registry 127.0.0.1:{port}: https: ")
+    assert "Connect call failed" in err.value.message
+    _assert_clean(store)

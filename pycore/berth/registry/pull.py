@@ -316,7 +316,8 @@ class Puller:
                 await self.progress.layer(id_, "Waiting")
             async with self.service.download_slots:
                 if not have_blob:
-                    unpack = not await asyncio.to_thread(snapshots.exists, chain)
+                    unpack = (self.service.unpack_while_downloading
+                              and not await asyncio.to_thread(snapshots.exists, chain))
                     await self._download(client, desc, diff_id, parent, id_, unpack)
                 elif not await asyncio.to_thread(snapshots.exists, chain):
                     await self.progress.layer(id_, "Extracting")

@@ -43,7 +43,7 @@ class RegistryService:
                  resolver: aiohttp.abc.AbstractResolver | None = None,
                  max_concurrent_downloads: int = DEFAULT_DOWNLOADS,
                  max_concurrent_uploads: int = DEFAULT_UPLOADS,
-                 backoff: Backoff | None = None):
+                 backoff: Backoff | None = None, unpack_while_downloading: bool = True):
         self.images = images
         self.events = events
         self.options = options or RegistryOptions()
@@ -52,6 +52,9 @@ class RegistryService:
         self.sources = BlobSources(images.db)
         self.backoff = backoff or Backoff()
         self._resolver = resolver
+        # False: download every layer first, then unpack them from the store
+        # (kept to measure the streamed pipeline against; see bench_registry.py).
+        self.unpack_while_downloading = unpack_while_downloading
         self._downloads = max_concurrent_downloads
         self._uploads = max_concurrent_uploads
         self._slots: dict[asyncio.AbstractEventLoop, tuple[asyncio.Semaphore, asyncio.Semaphore]] = {}

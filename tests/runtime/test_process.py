@@ -260,3 +260,42 @@ def test_bad_devices_sysctls_and_oom_scores(boxes, top, needle):
     rt.write_spec(bundle, spec)
     with pytest.raises(InvalidArgument, match=needle):
         rt.spawn_monitor(bundle)
+
+
+def test_dockers_default_seccomp_profile(boxes):
+    profile = rt.seccomp_profile(rt.DEFAULT_CAPABILITIES)
+    assert "keyctl" in profile["deny"] and "mount" in profile["deny"] and "ptrace" not in profile["deny"]
+    bundle = boxes.create(["sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true; echo userns=$?; "
+                                       "unshare -n true; echo netns=$?; exec sleep 1000"],
+                          seccomp=profile)
+    with rt.attach(bundle) as a:
+        rt.start(bundle)
+        out = b""
+        while out.count(b"\n") < 3:
+            kind, data = a.read()
+            out += data if kind == "stdout" else b""
+    assert out.decode().split() == ["Seccomp:", "2", "userns=1", "netns=1"]
+    # An exec gets the container's filter too.
+    ex = bundle / "execs" / "sc"
+    rt.exec_create(bundle, ex, {"args": ["sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true; echo $?"]})
+    with rt.attach(ex) as a:
+        rt.start(ex)
+        assert a.collect()[0].decode().split() == ["Seccomp:", "2", "1"]
+
+
+def test_privileged_style_capabilities_lift_the_profile(boxes):
+    profile = rt.seccomp_profile(rt.ALL_CAPABILITIES)
+    assert profile["denyNewUserNamespaces"] is False and "mount" not in profile["deny"]
+    r = boxes.run(["sh", "-c", "unshare -n true; echo netns=$?; grep CapEff /proc/self/status"], seccomp=profile,
+                  process={"capabilities": rt.ALL_CAPABILITIES})
+    assert r.out.splitlines()[0] == "netns=0"
+    # Every capability the engine itself holds (a sandbox may withhold some).
+    ours = status_field(open("/proc/self/status").read(), "CapPrm")
+    assert status_field(r.out, "CapEff") == ours
+
+
+def test_unknown_syscall_in_a_profile_is_refused(boxes):
+    bundle, spec = boxes.spec(["true"], seccomp={"deny": ["teleport"]})
+    rt.write_spec(bundle, spec)
+    with pytest.raises(InvalidArgument, match='unknown or unsupported system call "teleport"'):
+        rt.spawn_monitor(bundle)

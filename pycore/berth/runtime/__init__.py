@@ -39,12 +39,13 @@ from .attach import AsyncAttachment, Attachment, attach, attach_async
 from .monitor import (MonitorDied, MonitorHandle, StartError, exec_create, kill, monitor_binary,
                       resize, spawn_monitor, start, state, stop, wait_exit, wait_exit_sync)
 from .spec import (ALL_CAPABILITIES, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_PATH,
-                   DEFAULT_READONLY_PATHS, capabilities, read_spec, signal_number, write_spec)
+                   DEFAULT_READONLY_PATHS, capabilities, read_spec, seccomp_profile, signal_number,
+                   write_spec)
 
 __all__ = [
     "ALL_CAPABILITIES", "AsyncAttachment", "Attachment", "DEFAULT_CAPABILITIES",
     "DEFAULT_MASKED_PATHS", "DEFAULT_PATH", "DEFAULT_READONLY_PATHS", "MonitorDied",
     "MonitorHandle", "StartError", "attach", "attach_async", "capabilities", "exec_create",
-    "kill", "monitor_binary", "read_spec", "resize", "signal_number", "spawn_monitor", "start",
+    "kill", "monitor_binary", "read_spec", "resize", "seccomp_profile", "signal_number", "spawn_monitor", "start",
     "state", "stop", "wait_exit", "wait_exit_sync", "write_spec",
 ]

@@ -25,6 +25,8 @@ there). Shape, camelCase keys::
     devices:   [{path (under /dev), type "c"|"b", major, minor, fileMode, uid, gid}]
     sysctl:    {"net.core.somaxconn": "1024"} (namespaced ones; set before /proc/sys
                turns read-only)
+    seccomp:   {deny: [syscall names -> EPERM], denyNewUserNamespaces} — see
+               seccomp_profile() for Docker's default; applies to execs too
 """
 
 from __future__ import annotations
@@ -90,6 +92,42 @@ def capabilities(cap_add: list[str] = (), cap_drop: list[str] = (),
     if "ALL" in drop:
         return [c for c in add if c != "ALL"]
     return [c for c in caps if c not in drop]
+
+
+# Docker's default seccomp profile as a deny list: these fail with EPERM unless
+# the capability that guards them is granted. (Docker also allows ptrace on
+# kernels >= 4.8, as here.)
+_SECCOMP_ALWAYS = [
+    "add_key", "keyctl", "request_key", "nfsservctl", "uselib", "ustat", "sysfs", "_sysctl",
+    "afs_syscall", "tuxcall", "security", "vserver", "getpmsg", "putpmsg",
+    "io_uring_setup", "io_uring_enter", "io_uring_register",
+]
+_SECCOMP_BY_CAPABILITY = {
+    "CAP_SYS_ADMIN": ["bpf", "lookup_dcookie", "mount", "umount2", "pivot_root", "setns", "unshare",
+                      "quotactl", "swapon", "swapoff", "fanotify_init", "open_tree", "move_mount",
+                      "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr", "perf_event_open"],
+    "CAP_SYS_PACCT": ["acct"],
+    "CAP_SYS_TIME": ["clock_adjtime", "clock_settime", "settimeofday"],
+    "CAP_SYS_MODULE": ["delete_module", "finit_module", "init_module"],
+    "CAP_SYS_NICE": ["get_mempolicy", "mbind", "set_mempolicy", "move_pages"],
+    "CAP_SYS_RAWIO": ["ioperm", "iopl"],
+    "CAP_SYS_PTRACE": ["kcmp", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "userfaultfd"],
+    "CAP_SYS_BOOT": ["kexec_file_load", "kexec_load", "reboot"],
+    "CAP_DAC_READ_SEARCH": ["name_to_handle_at", "open_by_handle_at"],
+    "CAP_SYSLOG": ["syslog"],
+    "CAP_SYS_TTY_CONFIG": ["vhangup"],
+}
+
+
+def seccomp_profile(capabilities: list[str]) -> dict[str, Any]:
+    """The spec's ``seccomp`` for Docker's default profile, given the container's
+    capabilities (leave ``seccomp`` out for --privileged or seccomp=unconfined)."""
+    granted = set(capabilities)
+    deny = set(_SECCOMP_ALWAYS)
+    for cap, calls in _SECCOMP_BY_CAPABILITY.items():
+        if cap not in granted:
+            deny.update(calls)
+    return {"deny": sorted(deny), "denyNewUserNamespaces": "CAP_SYS_ADMIN" not in granted}
 
 
 def signal_number(sig: int | str) -> int:

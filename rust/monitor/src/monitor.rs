@@ -206,12 +206,13 @@ fn create(mode: &Mode, sigfd: OwnedFd) -> Result<Monitor, Error> {
         Mode::Container { .. } => {
             let spec = Spec::load(std::path::Path::new("spec.json"))?;
             let (p, c, l) = (spec.process.clone(), spec.cgroup_paths.clone(), spec.log_path.clone());
-            (Some(spec), p, c, l)
+            (spec, p, c, l)
         }
         Mode::Exec { bundle, .. } => {
             let exec = ExecSpec::load(std::path::Path::new("spec.json"))?;
             let container = Spec::load(&std::path::Path::new(bundle).join("spec.json"))?;
-            (None, exec.process, container.cgroup_paths, None)
+            let c = container.cgroup_paths.clone();
+            (container, exec.process, c, None)
         }
     };
     let mut outputs = Vec::new();
@@ -232,12 +233,11 @@ fn create(mode: &Mode, sigfd: OwnedFd) -> Result<Monitor, Error> {
         };
         ChildStdio::Pipes { stdin: child_in, stdout: out_w, stderr: err_w }
     };
-    let created = match (mode, &container) {
-        (Mode::Container { .. }, Some(spec)) => process::create_container(spec, stdio)?,
-        (Mode::Container { .. }, None) => unreachable!("a container mode always has its spec"),
-        (Mode::Exec { bundle, .. }, _) => {
+    let created = match mode {
+        Mode::Container { .. } => process::create_container(&container, stdio)?,
+        Mode::Exec { bundle, .. } => {
             let init_pid = container_pid(bundle)?;
-            process::create_exec(init_pid, &cgroup_paths, &process, stdio)?
+            process::create_exec(init_pid, &cgroup_paths, container.seccomp.as_ref(), &process, stdio)?
         }
     };
     let pid = created.pid;

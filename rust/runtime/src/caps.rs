@@ -102,6 +102,25 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
+/// Our own permitted set (capget): nothing beyond it can be granted.
+pub fn current_permitted() -> Result<u64> {
+    let hdr = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let mut data = [CapData::default(); 2];
+    crate::sys::cvt_l(unsafe { libc::syscall(libc::SYS_capget, &hdr as *const CapHeader, data.as_mut_ptr()) })
+        .ctx("read our capabilities")?;
+    Ok(u64::from(data[0].permitted) | u64::from(data[1].permitted) << 32)
+}
+
+impl Masks {
+    /// Keep only what we hold: `--privileged` means every capability the engine
+    /// has, and an engine in a sandbox may lack some (CAP_SYS_RESOURCE here).
+    pub fn limit_to(&mut self, held: u64) {
+        for m in [&mut self.bounding, &mut self.effective, &mut self.permitted, &mut self.inheritable, &mut self.ambient] {
+            *m &= held;
+        }
+    }
+}
+
 /// capset(2) for effective, permitted and inheritable, then the ambient set.
 pub fn apply(m: &Masks) -> Result<()> {
     let hdr = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };

@@ -17,6 +17,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use crate::caps;
 use crate::error::{Context, Error, Result};
 use crate::rootfs;
+use crate::seccomp::{self, Seccomp};
 use crate::spec::{NsMode, Process, Spec};
 use crate::sys;
 use crate::user;
@@ -62,11 +63,18 @@ pub fn container_init(spec: &Spec, chan: OwnedFd, stdio: ChildStdio, born_in: Op
     if let Err(e) = container_setup(spec, &stdio, born_in) {
         fail(&chan, e)
     }
-    finish(&spec.process, chan, &stdio, true)
+    finish(&spec.process, chan, &stdio, true, spec.seccomp.as_ref())
 }
 
 /// Child side of an exec into a running container. Never returns.
-pub fn exec_init(process: &Process, cgroup_paths: &[String], ns: JoinNamespaces, chan: OwnedFd, stdio: ChildStdio) -> ! {
+pub fn exec_init(
+    process: &Process,
+    cgroup_paths: &[String],
+    seccomp: Option<&Seccomp>,
+    ns: JoinNamespaces,
+    chan: OwnedFd,
+    stdio: ChildStdio,
+) -> ! {
     let r = (|| -> Result<()> {
         early_process_setup(&stdio)?;
         join_cgroups(cgroup_paths)?;
@@ -81,7 +89,7 @@ pub fn exec_init(process: &Process, cgroup_paths: &[String], ns: JoinNamespaces,
     if let Err(e) = r {
         fail(&chan, e)
     }
-    finish(process, chan, &stdio, false)
+    finish(process, chan, &stdio, false, seccomp)
 }
 
 fn ns_name(flag: libc::c_int) -> &'static str {
@@ -214,8 +222,8 @@ fn open_terminal(process: &Process, console: bool) -> Result<OwnedFd> {
 }
 
 /// Everything common to a container's init and an exec, from stdio to execve.
-fn finish(process: &Process, chan: OwnedFd, stdio: &ChildStdio, console: bool) -> ! {
-    let prepared = match prepare_exec(process, stdio, console) {
+fn finish(process: &Process, chan: OwnedFd, stdio: &ChildStdio, console: bool, seccomp: Option<&Seccomp>) -> ! {
+    let prepared = match prepare_exec(process, stdio, console, seccomp) {
         Ok(p) => p,
         Err(e) => fail(&chan, e),
     };
@@ -259,7 +267,12 @@ type Command = (CString, Vec<CString>, Vec<CString>);
 
 /// Returns the pty master (if any) and the command to exec, or the error to report
 /// at start (an unknown command is not a create-time error, as in Docker).
-fn prepare_exec(process: &Process, stdio: &ChildStdio, console: bool) -> Result<(Option<OwnedFd>, Result<Command>)> {
+fn prepare_exec(
+    process: &Process,
+    stdio: &ChildStdio,
+    console: bool,
+    seccomp: Option<&Seccomp>,
+) -> Result<(Option<OwnedFd>, Result<Command>)> {
     let master = match stdio {
         ChildStdio::Terminal => Some(open_terminal(process, console)?),
         ChildStdio::Pipes { stdin, .. } => {
@@ -306,7 +319,12 @@ fn prepare_exec(process: &Process, stdio: &ChildStdio, console: bool) -> Result<
         Some(c) => c.sets(),
         None => caps::docker_default_sets(),
     };
-    let masks = caps::Masks::from_sets(&sets)?;
+    let mut masks = caps::Masks::from_sets(&sets)?;
+    masks.limit_to(caps::current_permitted()?);
+    if let Some(sc) = seccomp {
+        // While we still hold CAP_SYS_ADMIN (no_new_privs is not required then).
+        seccomp::install(&seccomp::compile(sc)?)?;
+    }
     caps::drop_bounding(masks.bounding)?;
     sys::prctl(libc::PR_SET_KEEPCAPS, 1).ctx("keep capabilities across setuid")?;
     sys::cvt(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) }).ctx("setgroups")?;

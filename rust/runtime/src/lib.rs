@@ -12,7 +12,7 @@
 //! container (setns, then chdir: never chroot).
 //!
 //! Modules: `spec` (the JSON), `init` (child side), `process` (parent side),
-//! `rootfs` (mounts), `caps`, `user` (passwd/group), `sys` (syscall wrappers),
+//! `rootfs` (mounts), `caps`, `seccomp`, `user` (passwd/group), `sys` (syscall wrappers),
 //! `error`.
 
 pub mod caps;
@@ -20,6 +20,7 @@ pub mod error;
 pub mod init;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 pub mod sys;
 pub mod user;

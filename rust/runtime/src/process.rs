@@ -76,7 +76,13 @@ const NAMESPACES: &[(&str, libc::c_int)] = &[
 
 /// Fork a process into the namespaces and cgroups of the running process
 /// `init_pid` (the container's init) and set it up up to exec.
-pub fn create_exec(init_pid: pid_t, cgroup_paths: &[String], process: &Process, stdio: ChildStdio) -> Result<Created> {
+pub fn create_exec(
+    init_pid: pid_t,
+    cgroup_paths: &[String],
+    seccomp: Option<&crate::seccomp::Seccomp>,
+    process: &Process,
+    stdio: ChildStdio,
+) -> Result<Created> {
     let mut fds = Vec::new();
     for (name, flag) in NAMESPACES {
         let theirs = format!("/proc/{init_pid}/ns/{name}");
@@ -103,7 +109,7 @@ pub fn create_exec(init_pid: pid_t, cgroup_paths: &[String], process: &Process, 
     let pid = sys::fork_into(0, None).ctx("fork the exec process")?;
     if pid == 0 {
         drop(parent);
-        init::exec_init(process, cgroup_paths, JoinNamespaces { fds }, child, stdio);
+        init::exec_init(process, cgroup_paths, seccomp, JoinNamespaces { fds }, child, stdio);
     }
     drop(child);
     drop(stdio);

@@ -47,6 +47,9 @@ pub struct Spec {
     /// before /proc/sys is made read-only.
     #[serde(default)]
     pub sysctl: std::collections::BTreeMap<String, String>,
+    /// Applies to the container's process and every exec into it.
+    #[serde(default)]
+    pub seccomp: Option<crate::seccomp::Seccomp>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -335,6 +338,9 @@ impl Spec {
             if d.kind != "c" && d.kind != "b" {
                 return Err(Error::Spec(format!("device {}: type must be \"c\" or \"b\", not {:?}", d.path, d.kind)));
             }
+        }
+        if let Some(sc) = &self.seccomp {
+            crate::seccomp::compile(sc)?;
         }
         for key in self.sysctl.keys() {
             if key.is_empty() || key.contains('/') || key.split('.').any(|c| c.is_empty() || c == "..") {

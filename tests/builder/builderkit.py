@@ -48,6 +48,13 @@ class Builds:
         env_args = ("build", *args, str(ctx))
         return self.daemon.docker(*env_args, check=check, input=input, timeout=300)
 
+    def save(self, *refs: str) -> bytes:
+        """``berth save`` output (an image archive)."""
+        proc = subprocess.run([str(Path(self.daemon.env["PATH"].split(":")[0]) / "berth"), "save",
+                               *refs], env=self.daemon.env, capture_output=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+        return proc.stdout
+
     def inspect(self, ref: str) -> dict:
         return json.loads(self.daemon.berth("image", "inspect", ref).stdout)[0]
 

@@ -82,9 +82,8 @@ def test_quiet_and_errors_in_the_stream(bdaemon):
     status, _, raw = _post(bdaemon, "/build", [], failing)
     last = _messages(raw)[-1]
     assert status == 200
-    assert last == {"errorDetail": {"message": "The command '/bin/sh -c exit 3' returned a non-zero "
-                                               "code: 3", "code": 3},
-                    "error": "The command '/bin/sh -c exit 3' returned a non-zero code: 3"}
+    message = "The command '/bin/sh -c exit 3' returned a non-zero code: 3 (Dockerfile line 2)"
+    assert last == {"errorDetail": {"message": message, "code": 3}, "error": message}
 
 
 def test_request_errors_are_http_errors(bdaemon):

@@ -11,6 +11,7 @@ classic format (``Step 2/5 : RUN ...``, `` ---> Using cache``, `` ---> <id>``).
 from __future__ import annotations
 
 import bz2
+import contextlib
 import email.utils
 import hashlib
 import json
@@ -38,7 +39,7 @@ from . import instructions as ins
 from .context import normalize_dest
 from .copier import ROOT, LayerWriter, parse_chmod, parse_chown
 from .dockerfile import parse as parse_dockerfile
-from .errors import BuildError, RunFailed
+from .errors import BuildCancelled, BuildError, RunFailed
 from .fsview import LayerView
 from .graph import resolve_ref
 from .ignore import PatternMatcher, go_clean
@@ -130,23 +131,21 @@ class StageExecutor:
         run = self.run
         stage = self.stage
         self.print_step(stage.text)
-        self._from(stage)
+        with _at_line(stage.line):
+            self._from(stage)
         self.print_image()
         triggers = list(self.state.config.get("OnBuild") or [])
         if triggers:
             self.state.config["OnBuild"] = None
             self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n")
-            for trigger in triggers:
-                self._trigger(trigger)
+            with _at_line(stage.line):
+                for trigger in triggers:
+                    self._trigger(trigger)
         for command in stage.commands + run.extra_commands.get(stage.index, []):
             run.check_cancelled()
             self.print_step(command.text)
-            try:
+            with _at_line(command.line):
                 self.dispatch(command)
-            except BuildError:
-                raise
-            except BerthError as e:
-                raise BuildError(e.message) from None
             self.print_image()
         return StageResult(self.state)
 
@@ -701,6 +700,23 @@ class StageExecutor:
                           "options": ["rbind", "ro" if readonly else "rw"]})
             keys.append([m.key(), checksum])
         return specs, keys, locks
+
+
+@contextlib.contextmanager
+def _at_line(line: int):
+    """Errors of a step say which Dockerfile line it is (Docker's message first)."""
+    try:
+        yield
+    except BuildCancelled:
+        raise
+    except BerthError as e:
+        if not line or isinstance(e, BuildError) and getattr(e, "located", False):
+            raise
+        error = e if isinstance(e, BuildError) else BuildError(e.message)
+        error.message = f"{e.message} (Dockerfile line {line})"
+        error.args = (error.message,)
+        error.located = True
+        raise error from None
 
 
 class RunFailedToStart(RunFailed):

@@ -242,3 +242,19 @@ def test_attach_and_detach_keys(daemon, busybox):
     assert b"read escape sequence" in seen
     assert inspect(daemon, "shell")["State"]["Running"]
     daemon.docker("rm", "-f", "shell")
+
+
+def test_seccomp_profile(daemon, busybox):
+    def mode(*args: str) -> str:
+        return daemon.docker("run", "--rm", *args, "busybox", "grep", "Seccomp:",
+                             "/proc/self/status").stdout.split()[1]
+
+    assert mode() == "2"  # Docker's default profile, as a filter
+    assert mode("--security-opt", "seccomp=unconfined") == "0"
+    assert mode("--privileged") == "0"
+    # mount(2) needs CAP_SYS_ADMIN, and the profile lets it through once granted.
+    assert daemon.docker("run", "--rm", "--cap-add", "SYS_ADMIN", "busybox", "sh", "-c",
+                         "mkdir /m && mount -t tmpfs x /m && echo mounted").stdout == "mounted\n"
+    proc = daemon.docker("run", "--rm", "--security-opt", "seccomp=/some/profile.json", "busybox",
+                         "true", check=False)
+    assert proc.returncode == 125 and "invalid --security-opt" in proc.stderr

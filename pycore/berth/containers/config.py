@@ -36,8 +36,9 @@ RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
 NETWORK_MODES = ("", "default", "bridge", "none", "host")
 LOG_DRIVERS = ("json-file", "none")
 
-#: --security-opt values accepted and honoured, or accepted because berth never
-#: applies the mechanism they switch off (no seccomp/AppArmor/SELinux profiles yet).
+#: --security-opt values accepted besides no-new-privileges: seccomp=unconfined is
+#: honoured; AppArmor and SELinux are never applied by berth, so turning them off
+#: changes nothing.
 _IGNORED_SECURITY_OPTS = ("seccomp=unconfined", "apparmor=unconfined", "label=disable",
                           "label:disable", "apparmor:unconfined", "seccomp:unconfined")
 
@@ -298,6 +299,13 @@ def no_new_privileges_opt(opt: str) -> bool | None:
                 raise _bad(f"invalid --security-opt {opt!r}: expected true or false")
             return value == "true"
     return True if opt == "no-new-privileges" else None
+
+
+def seccomp_unconfined(hc: dict[str, Any]) -> bool:
+    """``--security-opt seccomp=unconfined``: no seccomp filter (Docker's default
+    profile applies otherwise)."""
+    return any(opt in ("seccomp=unconfined", "seccomp:unconfined")
+               for opt in hc.get("SecurityOpt") or [])
 
 
 def no_new_privileges(hc: dict[str, Any]) -> bool:

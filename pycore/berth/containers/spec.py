@@ -15,7 +15,7 @@ import shutil
 from typing import Any
 
 from berth.errors import InvalidArgument
-from berth.runtime import DEFAULT_PATH, capabilities, signal_number
+from berth.runtime import DEFAULT_PATH, capabilities, seccomp_profile, signal_number
 
 from . import config as cfg
 from .model import Container
@@ -90,6 +90,7 @@ def build(c: Container, cgroup_paths: list[str], netns_of=None) -> dict[str, Any
         mounts.append({"destination": path, "type": "tmpfs", "source": "tmpfs", "options": opts})
     mounts += c.spec_mounts
     privileged = bool(hc.get("Privileged"))
+    caps = capabilities(hc.get("CapAdd") or [], hc.get("CapDrop") or [], privileged)
     network = _netns(c, netns_of)
     uts_host = network == "host" or hc.get("UTSMode") == "host"
     process: dict[str, Any] = {
@@ -99,7 +100,7 @@ def build(c: Container, cgroup_paths: list[str], netns_of=None) -> dict[str, Any
         "terminal": c.tty,
         "openStdin": bool(c.config.get("OpenStdin")),
         "stdinOnce": bool(c.config.get("StdinOnce")),
-        "capabilities": capabilities(hc.get("CapAdd") or [], hc.get("CapDrop") or [], privileged),
+        "capabilities": caps,
         "noNewPrivileges": cfg.no_new_privileges(hc),
         "rlimits": cfg.ulimits(hc),
     }
@@ -133,4 +134,6 @@ def build(c: Container, cgroup_paths: list[str], netns_of=None) -> dict[str, Any
     if privileged:
         spec["maskedPaths"] = []
         spec["readonlyPaths"] = []
+    elif not cfg.seccomp_unconfined(hc):
+        spec["seccomp"] = seccomp_profile(caps)
     return spec

@@ -247,6 +247,9 @@ def check_host_config(hc: dict[str, Any], volumes_available: bool) -> None:
     caps_drop = _str_list(hc.get("CapDrop"), "CapDrop") or []
     capabilities(caps_add, caps_drop, bool(hc.get("Privileged")))
     for opt in _str_list(hc.get("SecurityOpt"), "SecurityOpt") or []:
+        if opt.startswith(("seccomp=", "seccomp:")) and opt not in _IGNORED_SECURITY_OPTS:
+            raise _bad("invalid --security-opt: custom seccomp profiles are not supported "
+                       "(Docker's default profile applies, or seccomp=unconfined)")
         if no_new_privileges_opt(opt) is None and opt not in _IGNORED_SECURITY_OPTS:
             raise _bad(f"invalid --security-opt: {opt!r} (supported: no-new-privileges, "
                        "seccomp=unconfined, apparmor=unconfined, label=disable)")

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from berth import runtime as rt
-from berth.errors import Conflict
+from berth.errors import Conflict, InvalidArgument
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -458,3 +458,27 @@ def test_exit_is_recorded_while_a_client_lags_and_the_client_still_gets_everythi
         assert json.loads((bundle / "exit.json").read_text())["exitCode"] == 4
         out, _, exit_ = a.collect()
     assert out == b"x" * 800000 and exit_["exitCode"] == 4
+
+
+@pytest.mark.parametrize("argv,needle", [
+    ([], "usage: berth-monitor"),
+    (["--bogus"], "usage: berth-monitor"),
+    (["/nonexistent/bundle"], "/nonexistent/bundle: No such file or directory"),
+    (["exec", "/nonexistent/bundle", "/tmp"], "/nonexistent/bundle: No such file or directory"),
+])
+def test_monitor_command_line_errors(argv, needle):
+    proc = subprocess.run([rt.monitor_binary(), *argv], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    err = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert needle in err["message"] and err["exitCode"] == 125
+
+
+def test_corrupt_spec_is_an_invalid_argument(boxes):
+    bundle, _ = boxes.spec(["true"])
+    (bundle / "spec.json").write_text('{"process": {"args": ["true"]}, "root": ')
+    with pytest.raises(InvalidArgument, match="invalid spec"):
+        rt.spawn_monitor(bundle)
+    (bundle / "spec.json").write_text('{"process": {"args": ["true"], "colour": "red"}, '
+                                      '"root": {"path": "/", "mountpoint": "/x"}}')
+    with pytest.raises(InvalidArgument, match="unknown field `colour`"):
+        rt.spawn_monitor(bundle)

@@ -227,7 +227,6 @@ class Puller:
                 raise NotFound(f"image with reference {self.image} was found but does not match "
                                f"the specified platform: wanted {platform_string(self.platform)}, "
                                f"actual: {platform_string(got)}")
-        image_id = manifest.config.digest
         before = await asyncio.to_thread(self._current, self.ref)
         chains = chain_ids(config.diff_ids)
         self.lease = self.images.lease()
@@ -244,14 +243,13 @@ class Puller:
                       for d, diff in zip(manifest.layers, config.diff_ids)]
             tags = [str(self.ref)] if self.ref.tag and not self.ref.digest else []
             repo_digest = f"{self.ref.name}@{resolved.digest}"
-            registered = await asyncio.to_thread(
+            image_id = await asyncio.to_thread(
                 self.images.register_image, config_bytes, layers,
                 config_media_type=manifest.config.media_type, manifest=resolved.manifest,
                 manifest_media_type=resolved.media_type, tags=tags, repo_digests=[repo_digest])
         finally:
             lease, self.lease = self.lease, None
             await asyncio.to_thread(lease.release)
-        assert registered == image_id
         await asyncio.to_thread(
             self.service.sources.add, [manifest.config.digest, *(d.digest for d in manifest.layers)],
             self.ref.domain, self.ref.path)

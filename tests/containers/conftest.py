@@ -3,7 +3,6 @@ test, or one per module for read-mostly tests) and a raw API client."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path

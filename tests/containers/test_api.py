@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ctrkit import demux, read_all, wait_for
+from ctrkit import demux, read_all
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 

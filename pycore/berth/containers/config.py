@@ -238,8 +238,8 @@ def check_host_config(hc: dict[str, Any], volumes_available: bool) -> None:
     if retries < 0:
         raise _bad("invalid restart policy: maximum retry count cannot be negative")
     if retries and name != "on-failure":
-        raise _bad(f"invalid restart policy: maximum retry count can only be used with "
-                   f"'on-failure'")
+        raise _bad("invalid restart policy: maximum retry count can only be used with "
+                   "'on-failure'")
     hc["RestartPolicy"] = {"Name": name or "no", "MaximumRetryCount": retries}
     if hc.get("AutoRemove") and name not in ("", "no"):
         raise _bad("can't create 'AutoRemove' container with restart policy")

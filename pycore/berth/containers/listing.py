@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from berth.errors import BerthError, InvalidArgument
 
 from . import config as cfg
-from .model import CREATED, DEAD, EXITED, PAUSED, REMOVING, RESTARTING, RUNNING, STATUSES, Container
+from .model import DEAD, EXITED, PAUSED, REMOVING, RESTARTING, RUNNING, STATUSES, Container
 
 if TYPE_CHECKING:
     from .service import ContainerService

@@ -47,7 +47,7 @@ from . import etcfiles, names
 from . import spec as spec_mod
 from .execs import ExecProcess
 from .model import (CREATED, DEAD, EXITED, MIGRATIONS, PAUSED, REMOVING, RESTARTING, RUNNING,
-                    STATUSES, Container, State)
+                    Container, State)
 
 log = logging.getLogger("berth.containers")
 
@@ -841,8 +841,7 @@ class ContainerService:
         c = self.get(name_or_id)
         new = names.normalize(new_name)
         if new == c.name:
-            raise InvalidArgument(f"Renaming a container with the same name as its current "
-                                  f"name")
+            raise InvalidArgument("Renaming a container with the same name as its current name")
         old = c.name
         with self._lock:
             taken = self._names.get(new)

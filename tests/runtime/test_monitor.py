@@ -482,3 +482,11 @@ def test_corrupt_spec_is_an_invalid_argument(boxes):
                                       '"root": {"path": "/", "mountpoint": "/x"}}')
     with pytest.raises(InvalidArgument, match="unknown field `colour`"):
         rt.spawn_monitor(bundle)
+
+
+def test_exec_into_a_missing_working_directory_fails(boxes):
+    bundle = boxes.create(["sleep", "1000"])
+    rt.start(bundle)
+    with pytest.raises(Exception, match=r'chdir to cwd \("/nope"\) set in config.json failed: no such file or directory'):
+        rt.exec_create(bundle, bundle / "execs" / "w", {"args": ["pwd"], "cwd": "/nope"})
+    assert not (bundle / "execs" / "w" / "monitor.sock").exists()

@@ -63,7 +63,7 @@ pub fn container_init(spec: &Spec, chan: OwnedFd, stdio: ChildStdio, born_in: Op
     if let Err(e) = container_setup(spec, &stdio, born_in) {
         fail(&chan, e)
     }
-    finish(&spec.process, chan, &stdio, true, spec.seccomp.as_ref())
+    finish(&spec.process, chan, &stdio, Role::Init, spec.seccomp.as_ref())
 }
 
 /// Child side of an exec into a running container. Never returns.
@@ -89,7 +89,7 @@ pub fn exec_init(
     if let Err(e) = r {
         fail(&chan, e)
     }
-    finish(process, chan, &stdio, false, seccomp)
+    finish(process, chan, &stdio, Role::Exec, seccomp)
 }
 
 fn ns_name(flag: libc::c_int) -> &'static str {
@@ -222,8 +222,17 @@ fn open_terminal(process: &Process, console: bool) -> Result<OwnedFd> {
 }
 
 /// Everything common to a container's init and an exec, from stdio to execve.
-fn finish(process: &Process, chan: OwnedFd, stdio: &ChildStdio, console: bool, seccomp: Option<&Seccomp>) -> ! {
-    let prepared = match prepare_exec(process, stdio, console, seccomp) {
+/// The container's init gets /dev/console and a missing working directory made
+/// (Docker creates a container's WorkingDir); an exec gets neither (as runc,
+/// a missing `exec -w` directory is an error).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Init,
+    Exec,
+}
+
+fn finish(process: &Process, chan: OwnedFd, stdio: &ChildStdio, role: Role, seccomp: Option<&Seccomp>) -> ! {
+    let prepared = match prepare_exec(process, stdio, role, seccomp) {
         Ok(p) => p,
         Err(e) => fail(&chan, e),
     };
@@ -270,11 +279,11 @@ type Command = (CString, Vec<CString>, Vec<CString>);
 fn prepare_exec(
     process: &Process,
     stdio: &ChildStdio,
-    console: bool,
+    role: Role,
     seccomp: Option<&Seccomp>,
 ) -> Result<(Option<OwnedFd>, Result<Command>)> {
     let master = match stdio {
-        ChildStdio::Terminal => Some(open_terminal(process, console)?),
+        ChildStdio::Terminal => Some(open_terminal(process, role == Role::Init)?),
         ChildStdio::Pipes { stdin, .. } => {
             if stdin.is_none() {
                 let null = sys::open("/dev/null", libc::O_RDONLY).ctx("open /dev/null for stdin")?;
@@ -314,7 +323,9 @@ fn prepare_exec(
         sys::write_file("/proc/self/oom_score_adj", &adj.to_string()).ctx("set oom_score_adj")?;
     }
     apply_rlimits(process)?;
-    ensure_cwd(&process.cwd, uid, gid)?;
+    if role == Role::Init {
+        ensure_cwd(&process.cwd, uid, gid)?;
+    }
     let sets = match &process.capabilities {
         Some(c) => c.sets(),
         None => caps::docker_default_sets(),

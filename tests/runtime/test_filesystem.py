@@ -179,3 +179,12 @@ def test_sys_fs_cgroup_shows_the_containers_own_cgroups(boxes, memory_cgroup):
     assert lines[0] == str(48 * 1024 * 1024)
     assert " ro," in lines[1]
     assert "Read-only file system" in r.stderr.decode()
+
+
+def test_a_file_bound_onto_a_directory_gets_dockers_hint(boxes, workdir):
+    src = workdir / "a-file"
+    src.write_text("x")
+    bundle, spec = boxes.spec(["true"], mounts=[{"destination": "/etc", "type": "bind", "source": str(src)}])
+    rt.write_spec(bundle, spec)
+    with pytest.raises(InvalidArgument, match="Are you trying to mount a directory onto a file"):
+        rt.spawn_monitor(bundle)

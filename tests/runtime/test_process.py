@@ -110,9 +110,9 @@ def test_group_add_by_name_and_number(boxes):
 def test_unknown_user_fails_the_create(boxes):
     bundle, spec = boxes.spec(["id"], process={"user": {"name": "ghost"}})
     rt.write_spec(bundle, spec)
-    with pytest.raises(Exception) as ei:
+    with pytest.raises(InvalidArgument) as ei:
         rt.spawn_monitor(bundle)
-    assert "unable to find user ghost: no matching entries in passwd file" in str(ei.value)
+    assert ei.value.message == "unable to find user ghost: no matching entries in passwd file"
     assert not (bundle / "monitor.sock").exists()
 
 

@@ -66,8 +66,13 @@ def _error_from_monitor(stderr: str, what: str) -> BerthError:
         message, code = (line or f"berth-monitor failed to create {what}"), 125
     if code in (126, 127):
         return StartError(message, code)
-    if message.startswith("invalid spec") or "does not exist" in message:
+    if message.startswith("invalid spec") or "does not exist" in message or \
+            message.startswith(("unable to find user", "unable to find group")):
         return InvalidArgument(message)
+    if "Not a directory" in message or "not a directory" in message:
+        # Docker's hint for the usual cause.
+        return InvalidArgument(message + ": Are you trying to mount a directory onto a file (or vice-versa)? "
+                               "Check if the specified host path exists and is the expected type")
     if "is not running" in message or "already has a running monitor" in message:
         return Conflict(message)
     return SystemError_(message)

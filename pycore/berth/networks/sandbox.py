@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 
 from berth.errors import SystemError_
@@ -28,6 +29,9 @@ from .rtnl import Rtnl
 log = logging.getLogger("berth.networks")
 
 FIRST_IFNAME = "eth0"
+#: Refills wait this long after a take: the start that took one is still
+#: spawning its container, and a refill would compete with it for the CPU.
+QUIET = 0.05
 
 
 @dataclass
@@ -92,11 +96,13 @@ class SandboxPool:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._failures = 0
+        self._last_take = 0.0
 
     def take(self, mtu: int = 1500) -> Sandbox:
         """A ready sandbox, or a new one made now when none is ready."""
         sandbox = None
         with self._cond:
+            self._last_take = time.monotonic()
             if self._ready and mtu == 1500:
                 sandbox = self._ready.popleft()
             self._start_locked()
@@ -116,8 +122,9 @@ class SandboxPool:
             with self._cond:
                 while not self._closed and len(self._ready) >= self.size:
                     self._cond.wait()
-                while not self._closed and self._busy():
-                    self._cond.wait(0.02)
+                while not self._closed and (self._busy() or
+                                            time.monotonic() - self._last_take < QUIET):
+                    self._cond.wait(QUIET)
                 if self._closed:
                     return
             try:

@@ -246,6 +246,19 @@ class NetworkService:
         await asyncio.get_running_loop().run_in_executor(
             self._fw_worker, self.firewall.apply, bridges, rules)
 
+    def _apply_firewall_later(self) -> None:
+        """Rules without what just went, loaded without waiting: each load writes
+        the whole state, in order, on one worker, so a later one (a start that
+        publishes the same host port) cannot be overtaken by this one."""
+        bridges, rules = self._firewall_state()
+
+        def done(fut: concurrent.futures.Future) -> None:
+            exc = fut.exception()
+            if exc is not None:
+                log.error("updating the rules of this daemon failed: %s",
+                          getattr(exc, "message", exc))
+        self._fw_worker.submit(self.firewall.apply, bridges, rules).add_done_callback(done)
+
     def _firewall_state(self) -> tuple[list[BridgeRules], list[PortRule]]:
         bridges = []
         for nid in sorted(self._bridges_up, key=lambda i: self._networks[i].created_ns
@@ -732,6 +745,7 @@ class NetworkService:
             return "host" if nets[0].driver == HOST else "none"
         if c.id in self._sandboxes or c.id in self._starting:
             raise Conflict(f"container {c.id} is already connected to its networks")
+        started = time.perf_counter()
         self._starting.add(c.id)
         try:
             for net in nets:
@@ -761,6 +775,8 @@ class NetworkService:
         for ep, net in zip(eps, nets):
             self.events.publish("network", "connect", net.id,
                                 {"container": c.id, "name": net.name, "type": net.driver})
+        log.debug("container %s: wired to %s in %.1f ms", c.id[:12],
+                  ", ".join(n.name for n in nets), (time.perf_counter() - started) * 1000)
         return sandbox.path
 
     def _held_ports(self) -> set[tuple[str, int, str]]:
@@ -876,8 +892,7 @@ class NetworkService:
         if mappings:
             for m in mappings:
                 m.close()
-            with contextlib.suppress(BerthError):
-                await self._apply_firewall()
+            self._apply_firewall_later()
         if sandbox is not None:
             sandbox.close()
         if eps:

@@ -199,8 +199,8 @@ def _set_size(fd: int, rows: int, columns: int) -> None:
 
 def _pty_session(argv, env, keys: list, timeout: float = 30) -> tuple[int, bytes]:
     """Run argv on a 24x80 pseudo-terminal, typing each of ``keys`` (or calling it
-    with the terminal's fd) once the output has settled; the exit code and
-    everything the terminal showed."""
+    with the terminal's fd) once the output has settled, or once it shows ``x``
+    for a key given as (x, key); the exit code and everything the terminal showed."""
     pid, fd = pty.fork()
     if pid == 0:
         os.execve(argv[0], argv, env)
@@ -224,9 +224,15 @@ def _pty_session(argv, env, keys: list, timeout: float = 30) -> tuple[int, bytes
         return False
 
     try:
+        typed_at = 0  # what the terminal showed when the last key went in
         for key in keys:
+            if isinstance(key, tuple):
+                expected, key = key
+                while expected not in shown[typed_at:] and drain(0.1):
+                    pass
             if not drain(0.5):
                 break
+            typed_at = len(shown)
             if callable(key):
                 key(fd)
             else:
@@ -241,7 +247,7 @@ def _pty_session(argv, env, keys: list, timeout: float = 30) -> tuple[int, bytes
 
 def test_run_interactive_tty(daemon, busybox):
     code, shown = _pty_session([BERTH, "run", "--rm", "-it", "busybox", "sh"], daemon.env,
-                               [b"echo tty is $(tty); stty size\r", lambda fd: _set_size(fd, 33, 101),
+                               [(b"/ # ", b"echo tty is $(tty); stty size\r"), lambda fd: _set_size(fd, 33, 101),
                                 b"stty size; exit 6\r"])
     assert code == 6
     assert b"tty is /dev/pts/0\r\n24 80\r\n" in shown  # the terminal's size from the start
@@ -250,7 +256,7 @@ def test_run_interactive_tty(daemon, busybox):
 
 def test_detach_keys_leave_the_container_running(daemon, busybox):
     code, shown = _pty_session([BERTH, "run", "-it", "--name", "stay", "busybox", "sh"], daemon.env,
-                               [b"echo before\r", b"\x10", b"\x11"])
+                               [(b"/ # ", b"echo before\r"), (b"before", b"\x10"), b"\x11"])
     assert code == 0 and b"before" in shown
     assert daemon.berth("inspect", "-f", "{{.State.Running}}", "stay").stdout == "true\n"
     daemon.berth("rm", "-f", "stay")
@@ -259,10 +265,10 @@ def test_detach_keys_leave_the_container_running(daemon, busybox):
 def test_exec_and_attach_on_a_terminal(daemon, busybox):
     daemon.berth("run", "-dit", "--name", "shell", "busybox", "sh")
     code, shown = _pty_session([BERTH, "exec", "-it", "shell", "sh"], daemon.env,
-                               [b"echo exec on $(tty)\r", b"exit 3\r"])
+                               [(b"/ # ", b"echo exec on $(tty)\r"), b"exit 3\r"])
     assert code == 3 and b"exec on /dev/pts/" in shown
     code, shown = _pty_session([BERTH, "attach", "shell"], daemon.env,
-                               [b"echo attached here\r", b"\x10", b"\x11"])
+                               [b"echo attached here\r", (b"attached here", b"\x10"), b"\x11"])
     assert b"attached here\r\n" in shown
     assert (code, shown.endswith(b"read escape sequence\r\n") or shown.endswith(b"read escape sequence\n")) == (1, True)
     assert daemon.berth("inspect", "-f", "{{.State.Running}}", "shell").stdout == "true\n"

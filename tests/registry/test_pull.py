@@ -479,3 +479,21 @@ def test_unreachable_registry(store):
                                         f"registry 127.0.0.1:{port}: https: ")
     assert "Connect call failed" in err.value.message
     _assert_clean(store)
+
+
+def test_local_write_errors_are_named(store, fake_registry):
+    from berth.errors import SystemError_
+    image = make_image(LAYERS[:1])
+    fake_registry.add_image("app", "v1", image)
+    ingest = store.images.content.ingest_dir
+    os.rmdir(ingest)
+    with open(ingest, "w"):
+        pass  # the ingest directory is now a file: every write into it fails
+    try:
+        with pytest.raises(SystemError_) as err:
+            store.pull(f"{fake_registry.address}/app:v1")
+        assert err.value.message.startswith(f"cannot pull {fake_registry.address}/app:v1: Not a directory")
+    finally:
+        os.unlink(ingest)
+        os.mkdir(ingest)
+    assert store.leftovers()["images"] == []

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from berth.content import Writer, digest_bytes
-from berth.errors import BerthError, Conflict, InvalidArgument, NotFound
+from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, SystemError_
 from berth.images import LayerBlob, mediatypes as mt
 from berth.images.manifest import (Descriptor, Manifest, parse_config, parse_index, parse_json,
                                    parse_manifest, platform_matches, platform_string)
@@ -543,6 +543,9 @@ async def pull_image(service: "RegistryService", http: aiohttp.ClientSession, re
         return await puller.run()
     except BerthError as e:
         raise pull_error(e, ref.familiar(), ref.familiar_name) from None
+    except OSError as e:  # the local side: a full disk, a broken data root
+        raise SystemError_(f"cannot pull {ref.familiar()}: {e.strerror or e}"
+                           + (f": {e.filename}" if e.filename else "")) from None
 
 
 def describe_result(result: PullResult, ref_display: str) -> str:

@@ -24,7 +24,7 @@ import aiohttp
 from yarl import URL
 
 from berth import _native
-from berth.errors import BerthError, InvalidArgument, NotFound
+from berth.errors import BerthError, InvalidArgument, NotFound, SystemError_
 from berth.images import mediatypes as mt
 from berth.images.manifest import Descriptor, Manifest, build_manifest, parse_manifest
 from berth.images.reference import Reference
@@ -413,3 +413,6 @@ async def push_image(service: "RegistryService", http: aiohttp.ClientSession, re
         return await pusher.run()
     except BerthError as e:
         raise push_error(e, ref.familiar()) from None
+    except OSError as e:  # the local side: a blob unreadable, no room to recompress
+        raise SystemError_(f"cannot push {ref.familiar()}: {e.strerror or e}"
+                           + (f": {e.filename}" if e.filename else "")) from None

@@ -74,6 +74,43 @@ def save_load(engine: Engine) -> float:
     return timed(round_trip)
 
 
+@workload("run --rm --network none IMG true")
+def run_none(engine: Engine) -> float:
+    return timed(lambda: engine.run("run", "--rm", "--network", "none", IMAGE, "true"))
+
+
+@workload("50 runs, 8 at a time (wall)")
+def run_parallel(engine: Engine) -> float:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_):
+        engine.run("run", "--rm", "--network", "none", IMAGE, "true")
+    with ThreadPoolExecutor(8) as pool:
+        return timed(lambda: list(pool.map(one, range(50))))
+
+
+@workload("exec into a running container")
+def exec_latency(engine: Engine) -> float:
+    return timed(lambda: engine.run("exec", LONG_RUNNING, "true"))
+
+
+LONG_RUNNING = "berth-bench-sleeper"
+
+
+def start_sleeper(engine: Engine) -> None:
+    engine.run("run", "-d", "--name", LONG_RUNNING, "--network", "none", IMAGE, "sleep", "3600")
+
+
+def monitor_rss(engines: list[Engine]) -> dict:
+    """RSS of the per-container process: berth's monitor against containerd-shim."""
+    samples: dict[str, list[float]] = {}
+    for engine in engines:
+        pid = int(engine.run("inspect", "-f", "{{.State.Pid}}", LONG_RUNNING).stdout)
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        samples[engine.name] = [rss_kib(ppid) / 1024]
+    return summarise("per-container monitor RSS (monitor vs shim)", "MiB", True, samples)
+
+
 def measure(engines: list[Engine], repeat: int) -> list[dict]:
     rows = []
     for name, unit, lower, fn in WORKLOADS:
@@ -128,16 +165,45 @@ def idle_rss(engines: list[Engine]) -> dict:
     return summarise("daemon idle RSS", "MiB", True, samples)
 
 
-def core_benchmarks(scratch: Path) -> list[dict]:
-    """Rust core throughput against hashlib / GNU tar (benchmarks/bench_core.py)."""
-    script = HERE / "bench_core.py"
-    if not script.exists():
-        return [{"workload": "rust core", "failed": "benchmarks/bench_core.py missing"}]
-    out = scratch / "core.json"
+# Suites in their own scripts, each starting what it needs and writing rows
+# in the shape of summarise() with --json.
+SUITES = ["bench_network.py", "bench_registry.py", "bench_build.py", "bench_core.py"]
+
+
+def suite(script_name: str, scratch: Path) -> list[dict]:
+    script = HERE / script_name
+    out = scratch / (script.stem + ".json")
+    print(f"\n== {script_name}", flush=True)
     proc = subprocess.run([sys.executable, str(script), "--json", str(out)])
-    if proc.returncode != 0 or not out.exists():
-        return [{"workload": "rust core", "failed": f"bench_core.py exited {proc.returncode}"}]
-    return json.loads(out.read_text())
+    rows = json.loads(out.read_text()) if out.exists() else []
+    if proc.returncode != 0 and not any("failed" in r for r in rows):
+        rows.append({"workload": script.stem, "failed": f"{script_name} exited {proc.returncode}"})
+    return rows
+
+
+def markdown_table(rows: list[dict], machine: dict) -> str:
+    lines = [f"Measured {machine['date']} on {machine['cpu']} ({machine['cores']} cores), "
+             f"Linux {machine['kernel']}.", "",
+             "| workload | berth | reference | berth / reference |", "|---|---:|---:|---:|"]
+    for r in rows:
+        if "failed" in r:
+            lines.append(f"| {r['workload']} | failed | | {r['failed'].splitlines()[0][:80]} |")
+            continue
+        cells = [fmt(r[k]["median"], r["unit"]) if k in r else "-" for k in ("berth", "reference")]
+        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "-"
+        lines.append(f"| {r['workload']} | {cells[0]} | {cells[1]} ({r.get('reference_name', 'docker')}) "
+                     f"| {ratio} |")
+    return "\n".join(lines)
+
+
+def update_readme(table: str) -> None:
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- bench-table -->", "<!-- /bench-table -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1]
+        readme.write_text(f"{head}{start}\n{table}\n\n![benchmark chart](benchmarks/results/latest.png)\n{end}{tail}")
 
 
 def chart(rows: list[dict], path: Path) -> None:
@@ -165,8 +231,11 @@ def chart(rows: list[dict], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--skip-core", action="store_true", help="skip Rust core micro benchmarks")
+    parser.add_argument("--skip", action="append", default=[], choices=SUITES,
+                        help="skip one of the suite scripts (repeatable)")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--update-readme", action="store_true",
+                        help="put the table into README.md between the bench-table markers")
     args = parser.parse_args()
 
     if not ROOTFS.exists():
@@ -182,19 +251,26 @@ def main() -> int:
         rows.append(idle_rss(engines))
         print(f"{'workload':<34} {'berth':>14} {'reference':>14} {'ratio':>8}")
         print_row(rows[-1])
+        for engine in engines:
+            start_sleeper(engine)
+        rows.append(monitor_rss(engines))
+        print_row(rows[-1])
         rows += measure(engines, args.repeat)
     except Exception:
         traceback.print_exc()
         rows.append({"workload": "engine setup", "failed": traceback.format_exc(limit=1)})
     finally:
         for engine in engines:
+            if engine.proc is not None:
+                engine.run("rm", "-f", LONG_RUNNING, check=False)
             engine.stop()
         shutil.rmtree(scratch, ignore_errors=True)
-    if not args.skip_core:
-        core = core_benchmarks(Path(tempfile.mkdtemp(prefix="berth-bench-core-")))
-        for row in core:
-            print_row(row) if "workload" in row and ("ratio" in row or "failed" in row) else None
-        rows += core
+    suite_scratch = Path(tempfile.mkdtemp(prefix="berth-bench-suites-"))
+    for script_name in SUITES:
+        if script_name in args.skip:
+            continue
+        rows += suite(script_name, suite_scratch)
+    shutil.rmtree(suite_scratch, ignore_errors=True)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -202,6 +278,10 @@ def main() -> int:
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     (out / "latest.json").write_text(json.dumps({"machine": machine, "results": rows}, indent=2))
     chart(rows, out / "latest.png")
+    table = markdown_table(rows, machine)
+    print("\n" + table)
+    if args.update_readme:
+        update_readme(table)
     print(f"\nwrote {out / 'latest.json'} and {out / 'latest.png'}")
     return 1 if any("failed" in r for r in rows) else 0
 

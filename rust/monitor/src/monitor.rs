@@ -521,8 +521,10 @@ impl Monitor {
                 if e.raw_os_error() == Some(libc::EINTR) {
                     continue;
                 }
+                // Only ENOMEM is possible here: the container outlives a bad moment.
                 eprintln!("berth-monitor: poll: {e}");
-                break;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
             }
             if pfds[0].revents != 0 {
                 self.reap();

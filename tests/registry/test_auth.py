@@ -246,3 +246,15 @@ def test_registry_config_for_info():
     assert info["IndexConfigs"]["docker.io"]["Mirrors"] == ["https://mirror.example"]
     assert info["IndexConfigs"]["reg.example:5000"]["Secure"] is False
     assert RegistryOptions().info()["InsecureRegistryCIDRs"] == ["127.0.0.0/8"]
+
+
+def test_proxies_from_the_environment(monkeypatch):
+    from yarl import URL
+
+    from berth.registry.client import proxy_for
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    assert proxy_for(URL("https://registry.example/v2/")) == "http://proxy.example:3128"
+    assert proxy_for(URL("https://internal.example/v2/")) is None
+    assert proxy_for(URL("https://127.0.0.1:5000/v2/")) is None
+    assert proxy_for(URL("http://registry.example/v2/")) is None  # no HTTP_PROXY set

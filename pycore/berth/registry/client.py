@@ -19,6 +19,7 @@ import json
 import logging
 import ssl
 import urllib.parse
+import urllib.request
 from typing import Any, Callable, Mapping
 
 import aiohttp
@@ -29,7 +30,7 @@ from berth.errors import BerthError, InvalidArgument, Unauthorized
 from berth.registry.auth import (CLIENT_ID, AuthConfig, Challenge, TokenCache, parse_challenges,
                                  token_from_response)
 from berth.registry.errors import RegistryHTTPError, TransferError
-from berth.registry.hosts import Endpoint
+from berth.registry.hosts import Endpoint, is_loopback
 
 log = logging.getLogger("berth.registry")
 
@@ -75,6 +76,16 @@ def connection_message(exc: BaseException) -> str:
     return text
 
 
+def proxy_for(url: URL) -> str | None:
+    """The proxy for a URL from HTTP(S)_PROXY / NO_PROXY, as Docker's daemon
+    honours them; never for loopback. (aiohttp's trust_env would also read
+    ~/.netrc and send its passwords to registries: not wanted.)"""
+    host = url.host or ""
+    if is_loopback(host) or urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(url.scheme)
+
+
 def _origin(url: URL) -> tuple[str, str, int | None]:
     return (url.scheme, (url.host or "").lower(), url.port)
 
@@ -114,8 +125,8 @@ class RegistryClient:
         for scheme in self.endpoint.schemes:
             candidate = URL(f"{scheme}://{self.endpoint.host}")
             try:
-                async with self.http.get(candidate / "v2/", ssl=self.ssl,
-                                         allow_redirects=False) as resp:
+                async with self.http.get(candidate / "v2/", ssl=self.ssl, allow_redirects=False,
+                                         proxy=proxy_for(candidate)) as resp:
                     await resp.read()
                     self._learn_challenge(resp)
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError, ssl.SSLError) as e:
@@ -185,7 +196,7 @@ class RegistryClient:
             form = {"grant_type": "refresh_token", "refresh_token": self.auth.identity_token,
                     "service": service, "client_id": CLIENT_ID, "scope": " ".join(scopes)}
             request = self.http.post(realm_url, data=form, ssl=self._realm_ssl(realm_url),
-                                     allow_redirects=True)
+                                     allow_redirects=True, proxy=proxy_for(realm_url))
         else:
             query: list[tuple[str, str]] = []
             if service:
@@ -200,7 +211,8 @@ class RegistryClient:
             if self._offline_token:
                 query += [("offline_token", "true"), ("client_id", CLIENT_ID)]
             request = self.http.get(realm_url.with_query(query), headers=headers,
-                                    ssl=self._realm_ssl(realm_url), allow_redirects=True)
+                                    ssl=self._realm_ssl(realm_url), allow_redirects=True,
+                                    proxy=proxy_for(realm_url))
         try:
             async with request as resp:
                 body = await resp.content.read(MAX_TOKEN_BODY)
@@ -295,7 +307,7 @@ class RegistryClient:
                 hdrs["Authorization"] = authorization
             ssl_arg = self.ssl if _origin(url)[1:] == _origin(base)[1:] else None
             resp = await self.http.request(method, url, headers=hdrs, data=data, ssl=ssl_arg,
-                                           allow_redirects=False)
+                                           allow_redirects=False, proxy=proxy_for(url))
             if resp.status not in REDIRECT_STATUSES or "Location" not in resp.headers:
                 return resp
             target = url.join(URL(resp.headers["Location"], encoded=True))

@@ -20,8 +20,14 @@ Files the monitor keeps in the bundle: ``monitor.pid``, ``monitor.sock`` (the
 control socket, framed protocol in rust/monitor/src/proto.rs), ``state.json``,
 ``monitor.log`` (its own diagnostics) and, once the process has exited and its
 output is drained, ``exit.json`` (exitCode — 128+n for a signal —, signal,
-oomKilled, startedAt, finishedAt, error), written atomically; the monitor then
-removes the socket and exits. The container's output goes to the spec's
+oomKilled, startedAt, finishedAt, error), written atomically (temp + rename, and
+fsynced right after waiting clients are told); the monitor then removes the
+socket and exits. ``state()`` reconciles a monitor that died without an exit
+record (``monitorDied``).
+
+Security: seccomp_profile() gives Docker's default filter for a capability set
+(the spec's ``seccomp``); capabilities are limited to those the engine holds
+(``--privileged`` in a sandbox gets what there is). The container's output goes to the spec's
 ``logPath`` in Docker's json-file format, and live to attached clients.
 
 Exec into a running container: :func:`exec_create` (``berth-monitor exec <bundle>

@@ -112,8 +112,21 @@ def test_cache_survives_daemon_restart_and_removed_images(builds):
 def test_prune_drops_the_cache(builds):
     ctx = _context(builds)
     builds.build(ctx, "-t", "c")
+    # without --all only the records no image is made of go: none here
     out = builds.daemon.berth("builder", "prune", "-f").stdout
+    assert out == "Total reclaimed space: 0B\n"
+    assert len(cache_hits(builds.build(ctx, "-t", "c").stdout)) == 5
+    out = builds.daemon.berth("builder", "prune", "-af").stdout
     assert "Deleted build cache objects:" in out and "Total reclaimed space:" in out
+    assert cache_hits(builds.build(ctx, "-t", "c").stdout) == []
+    # once the images are gone (the rebuilt one, and the first one its tag left
+    # dangling), their records are dangling cache
+    builds.daemon.berth("rmi", "c")
+    builds.daemon.berth("image", "prune", "-f")
+    out = builds.daemon.berth("builder", "prune", "-f").stdout
+    assert "Deleted build cache objects:" in out
+    reclaimed = out.rsplit("Total reclaimed space: ", 1)[1]
+    assert reclaimed.strip() not in ("0B", "")
     assert cache_hits(builds.build(ctx, "-t", "c").stdout) == []
 
 

@@ -134,9 +134,12 @@ class BuildService:
     # -- cache maintenance ---------------------------------------------------------------
     def prune(self, all: bool = False, filters: dict[str, list[str]] | None = None,
               keep_storage: int = 0) -> dict[str, Any]:
-        """``POST /build/prune``: drop cache records (all, or those not used
-        within ``until``), cache mounts and remembered file digests, then let
-        the image store collect what no image needs any more."""
+        """``POST /build/prune``: drop cache records -- those no image is made
+        of any more, or with ``all`` every one (and the cache mounts, the
+        ``--link`` layers and the remembered file digests) -- within the
+        ``until`` / ``id`` filters, keeping the most recently used ones up to
+        ``keep_storage`` bytes; then the image store collects what nothing
+        needs any more."""
         filters = filters or {}
         for key in filters:
             if key not in ("until", "unused-for", "id", "type", "description", "inuse", "shared",
@@ -148,22 +151,29 @@ class BuildService:
                 cutoff = time.time_ns() - _parse_duration_filter(value)
         with self._lock:
             active = bool(self._builds)
+            in_use = set(self._in_use)
         entries = self.cache.entries()
-        doomed = [e for e in entries if cutoff is None or e.last_used_ns < cutoff]
+        doomed = [e for e in entries if (cutoff is None or e.last_used_ns < cutoff)
+                  and e.image_id not in in_use]
         if filters.get("id"):
             wanted = set(filters["id"])
-            doomed = [e for e in doomed if _cache_id(e.key) in wanted or e.key in wanted]
-        sizes = self.images.snapshots.sizes()
-        deleted = []
-        reclaimed = 0
-        for entry in doomed:
-            deleted.append(_cache_id(entry.key))
-            if entry.chains:
-                reclaimed += sizes.get(entry.chains[-1], 0) if _own_layer(entry, entries) else 0
+            doomed = [e for e in doomed if _cache_id(e.key) in wanted]
+        if not all:
+            doomed = [e for e in doomed if not self._image_exists(e.image_id)]
+        if keep_storage > 0:
+            sizes = self.images.snapshots.sizes()
+            kept, doomed = 0, sorted(doomed, key=lambda e: e.last_used_ns, reverse=True)
+            while doomed:
+                size = sizes.get(doomed[0].chains[-1], 0) if doomed[0].chains else 0
+                if kept + size > keep_storage:
+                    break
+                kept += size
+                doomed.pop(0)
+        deleted = [_cache_id(e.key) for e in doomed]
         self.cache.delete([e.key for e in doomed])
-        if cutoff is None and not filters.get("id"):
-            links = self.cache.link_layers()
-            self.cache.delete_link_layers([r["key"] for r in links])
+        reclaimed = 0
+        if all and cutoff is None and not filters.get("id") and keep_storage <= 0:
+            self.cache.delete_link_layers([r["key"] for r in self.cache.link_layers()])
             if not active:
                 mounts = self.cache.cache_mounts()
                 for row in mounts:
@@ -172,15 +182,24 @@ class BuildService:
                     deleted.append(_cache_id(row["id"]))
                 self.cache.delete_cache_mounts([r["id"] for r in mounts])
             self.hasher.clear_persistent()
-        freed = self.images.gc()
-        return {"CachesDeleted": deleted or None, "SpaceReclaimed": max(reclaimed, freed)}
+            self.tree_sums.clear()
+        reclaimed += self.images.gc()
+        return {"CachesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def _image_exists(self, image_id: str) -> bool:
+        try:
+            self.images.resolve(image_id)
+            return True
+        except NotFound:
+            return False
 
     def df(self) -> list[dict[str, Any]]:
         """The ``BuildCache`` rows of ``GET /system/df``."""
         from berth.images.timefmt import format_rfc3339nano
         sizes = self.images.snapshots.sizes()
-        used_by_images = {r["chain_id"] for r in self.db.query(
-            "SELECT DISTINCT chain_id FROM image_layers")}
+        used_by_images: set[str] = set()
+        for image in self.images.list(all=True):
+            used_by_images.update(self.images.layer_chain_ids(image["Id"]))
         entries = self.cache.entries()
         by_image = {e.image_id: e for e in entries}
         out = []
@@ -215,11 +234,6 @@ class BuildService:
 
 def _cache_id(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:25]
-
-
-def _own_layer(entry, entries) -> bool:
-    parents = [e for e in entries if e.image_id == entry.parent]
-    return not parents or parents[0].chains != entry.chains
 
 
 def _parse_duration_filter(value: str) -> int:

@@ -39,7 +39,12 @@ def test_overlay_of_several_lowerdirs_and_an_upper(boxes, workdir, busybox_layer
     assert (mid / "etc" / "only-mid").read_text() == "m\n"
 
 
-def test_many_layers(boxes, workdir, busybox_layer):
+@pytest.mark.parametrize("legacy", [False, True], ids=["fsconfig", "mount-data"])
+def test_many_layers(boxes, workdir, busybox_layer, monkeypatch, legacy):
+    # 60 long layer paths are over mount(2)'s one-page option limit: the fd mount
+    # API (`lowerdir+`) and, for kernels before 6.8, short symlink names both work.
+    if legacy:
+        monkeypatch.setenv("BERTH_OVERLAY_LEGACY", "1")
     layers = []
     for i in range(60):
         d = workdir / f"layers/l{i:03d}-{'x' * 60}"
@@ -48,6 +53,9 @@ def test_many_layers(boxes, workdir, busybox_layer):
         layers.append(str(d))
     r = boxes.run(["sh", "-c", "ls /layers | wc -l"], root={"lowerdirs": layers + [str(busybox_layer)]})
     assert r.out.strip() == "60"
+    assert sum(len(p) + 1 for p in layers) > 4096
+    assert sorted(os.listdir(r.bundle)) == sorted(["spec.json", "rootfs", "container.log", "monitor.log",
+                                                   "monitor.pid", "state.json", "exit.json"])
 
 
 def test_readonly_rootfs(boxes):

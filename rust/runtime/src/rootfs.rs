@@ -170,6 +170,10 @@ fn mount_overlay(root: &Root) -> Result<()> {
         return sys::mount(Some(&root.lowerdirs[0]), &root.mountpoint, None, libc::MS_BIND, None)
             .with_ctx(|| format!("bind rootfs layer {}", root.lowerdirs[0]));
     }
+    // BERTH_OVERLAY_LEGACY=1 takes the pre-6.8 path on any kernel (to test it).
+    if std::env::var_os("BERTH_OVERLAY_LEGACY").is_some_and(|v| v == "1") {
+        return overlay_mount_data(root);
+    }
     match overlay_fsconfig(root) {
         Ok(()) => Ok(()),
         // ENOSYS: no fd mount API; EINVAL: no `lowerdir+` (Linux < 6.8).
@@ -213,24 +217,45 @@ fn overlay_error(e: std::io::Error, fs: &OwnedFd) -> Error {
     }
 }
 
+/// mount(2) takes one page of options. When absolute layer paths do not fit, the
+/// layers are named through short symlinks (`0`, `1`, ...) in a scratch directory
+/// beside the mountpoint, made our cwd: the kernel resolves them at mount time, and
+/// the directory is removed right after.
 fn overlay_mount_data(root: &Root) -> Result<()> {
     for l in &root.lowerdirs {
         if l.contains([':', ',']) {
             return Err(Error::Setup(format!("overlay lowerdir {l}: ':' and ',' are not allowed in layer paths")));
         }
     }
-    let mut data = format!("lowerdir={}", root.lowerdirs.join(":"));
-    if let (Some(u), Some(w)) = (&root.upperdir, &root.workdir) {
-        data.push_str(&format!(",upperdir={u},workdir={w}"));
+    let tail = match (&root.upperdir, &root.workdir) {
+        (Some(u), Some(w)) => format!(",upperdir={u},workdir={w}"),
+        _ => String::new(),
+    };
+    const PAGE_LIMIT: usize = 4000;
+    let data = format!("lowerdir={}{tail}", root.lowerdirs.join(":"));
+    if data.len() < PAGE_LIMIT {
+        return sys::mount(Some("overlay"), &root.mountpoint, Some("overlay"), 0, Some(&data)).ctx("mount overlay rootfs");
     }
-    if data.len() >= 4096 {
+    let names: Vec<String> = (0..root.lowerdirs.len()).map(|i| i.to_string()).collect();
+    let data = format!("lowerdir={}{tail}", names.join(":"));
+    if data.len() >= PAGE_LIMIT {
         return Err(Error::Setup(format!(
-            "overlay rootfs: {} layers make a {}-byte option string, over the kernel's page limit (Linux 6.8 lifts it)",
-            root.lowerdirs.len(),
-            data.len()
+            "overlay rootfs: {} layers do not fit the kernel's option page even as short names (Linux 6.8 lifts the limit)",
+            root.lowerdirs.len()
         )));
     }
-    sys::mount(Some("overlay"), &root.mountpoint, Some("overlay"), 0, Some(&data)).ctx("mount overlay rootfs")
+    let scratch = format!("{}.layers", root.mountpoint.trim_end_matches('/'));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir(&scratch).with_ctx(|| format!("create {scratch}"))?;
+    let result = (|| {
+        for (name, layer) in names.iter().zip(&root.lowerdirs) {
+            std::os::unix::fs::symlink(layer, format!("{scratch}/{name}")).with_ctx(|| format!("link layer {layer}"))?;
+        }
+        std::env::set_current_dir(&scratch).with_ctx(|| format!("chdir {scratch}"))?;
+        sys::mount(Some("overlay"), &root.mountpoint, Some("overlay"), 0, Some(&data)).ctx("mount overlay rootfs")
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
 }
 
 /// One spec mount, resolved inside `root`.

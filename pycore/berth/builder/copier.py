@@ -256,18 +256,18 @@ class LayerWriter:
                     keep_owner: bool) -> None:
         if len(files) < 64:
             for src, st, host in files:
-                self._copy_file(src, host, st, identity, chmod, keep_owner)
+                self.bytes_written += self._copy_file(src, host, st, identity, chmod, keep_owner)
             return
         workers = _COPY_THREADS
         chunks = [files[i::workers] for i in range(workers)]
 
-        def copy_chunk(chunk) -> None:
-            for src, st, host in chunk:
-                self._copy_file(src, host, st, identity, chmod, keep_owner)
+        def copy_chunk(chunk) -> int:
+            return sum(self._copy_file(src, host, st, identity, chmod, keep_owner)
+                       for src, st, host in chunk)
 
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             for future in [pool.submit(copy_chunk, chunk) for chunk in chunks]:
-                future.result()
+                self.bytes_written += future.result()
 
     def copy_entry(self, src: str, st: os.stat_result, dest: str, *, identity: Identity | None,
                    chmod: int | None, keep_owner: bool, links: dict) -> None:
@@ -279,7 +279,7 @@ class LayerWriter:
             if st.st_nlink > 1 and key in links:
                 os.link(links[key], host)
                 return
-            self._copy_file(src, host, st, identity, chmod, keep_owner)
+            self.bytes_written += self._copy_file(src, host, st, identity, chmod, keep_owner)
             if st.st_nlink > 1:
                 links[key] = host
             return
@@ -310,7 +310,8 @@ class LayerWriter:
         os.chmod(host, chmod if chmod is not None else stat.S_IMODE(st.st_mode))
 
     def _copy_file(self, src: str, host: str, st: os.stat_result, identity: Identity | None,
-                   chmod: int | None, keep_owner: bool) -> None:
+                   chmod: int | None, keep_owner: bool) -> int:
+        """Copy one regular file; returns its size (the caller adds it up)."""
         fin = os.open(src, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             try:
@@ -330,7 +331,7 @@ class LayerWriter:
                 os.close(fout)
         finally:
             os.close(fin)
-        self.bytes_written += st.st_size  # (a race between threads only skews a statistic)
+        return st.st_size
 
     def write_file(self, dest: str, data: bytes, mode: int, identity: Identity | None,
                    mtime_ns: int | None = None) -> None:

@@ -486,8 +486,16 @@ class StageExecutor:
                 return
         layer_dir = run.new_layer_dir()
         lease = self.svc.images.lease()
+        unpacked = False  # an extracted archive: its size is counted by a walk
         try:
             writer = LayerWriter(layer_dir, None if c.link else lowerdirs)
+
+            def unpack_archive(source) -> bool:
+                nonlocal unpacked
+                done = self._maybe_unpack(writer, source, dest)
+                unpacked = unpacked or done
+                return done
+
             for item, _ in items:
                 run.check_cancelled()
                 if isinstance(item, tuple) and item[0] == "heredoc":
@@ -505,14 +513,14 @@ class StageExecutor:
                     writer.install_file(target, path, chmod if chmod is not None else 0o600,
                                         identity, mtime)
                 else:
-                    unpack = None
-                    if what == "ADD" and getattr(c, "unpack", None) is not False:
-                        unpack = lambda source: self._maybe_unpack(writer, source, dest)  # noqa: E731
+                    unpack = unpack_archive if what == "ADD" and getattr(
+                        c, "unpack", None) is not False else None
                     writer.copy_sources(sources, [item], dest, identity=identity, chmod=chmod,
                                         keep_owner=keep_owner and identity is None,
                                         excludes=excludes, unpack=unpack)
             writer.finish()
-            layer = self.svc.committer.commit(layer_dir, self.state.top_chain, lease)
+            layer = self.svc.committer.commit(layer_dir, self.state.top_chain, lease,
+                                              size=None if unpacked else writer.bytes_written)
             if layer is not None and c.link:
                 self.svc.cache.put_link_layer(link_key, layer)
             self.commit(key, created_by, layer, message, step_type="source.local", lease=lease)

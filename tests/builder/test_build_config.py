@@ -182,3 +182,12 @@ def test_maintainer_and_onbuild_triggers(builds):
     assert "# Executing 2 build triggers" in out
     assert "from child context\ntrig\n" in out
     assert builds.config("onbuild-child")["OnBuild"] is None
+
+
+def test_env_pairs_see_the_values_from_before_the_instruction(builds):
+    # Docker's documented example: def gets the old abc.
+    ctx = builds.context({"Dockerfile": "FROM busybox\nENV abc=hello\nENV abc=bye def=$abc\n"
+                                        "ENV ghi=$abc\n"})
+    builds.build(ctx, "-t", "envs")
+    env = builds.config("envs")["Env"]
+    assert env[-3:] == ["abc=bye", "def=hello", "ghi=bye"]

@@ -273,11 +273,23 @@ def _wait_monitor_gone(bundle: str, timeout: float = 5.0) -> None:
         except (FileNotFoundError, ProcessLookupError, IndexError):
             return
         time.sleep(0.01)
-    log.warning("monitor %d of %s still running after the build step; killing it", pid, bundle)
+    if _is_monitor_of(pid, bundle):
+        log.warning("monitor %d of %s still running after the build step; killing it", pid, bundle)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _is_monitor_of(pid: int, bundle: str) -> bool:
+    """Whether ``pid`` is still the monitor of ``bundle`` (not a reused pid)."""
     try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return False
+    return any(a.endswith(b"berth-monitor") for a in argv[:1]) and cwd == bundle
 
 
 def cleanup_leftovers(run_root: str) -> None:
@@ -286,18 +298,10 @@ def cleanup_leftovers(run_root: str) -> None:
         return
     for name in os.listdir(run_root):
         path = os.path.join(run_root, name)
-        pid_file = os.path.join(path, "monitor.pid")
         try:
-            with open(pid_file) as f:
-                pid = int(f.read().strip())
-            try:
-                runtime.kill(path, signal.SIGKILL)
-            except Exception:  # noqa: BLE001
-                pass
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        except (OSError, ValueError):
+            # Through its control socket: a stale pid file never names a stranger.
+            runtime.kill(path, signal.SIGKILL)
+            runtime.wait_exit_sync(path, timeout=10)
+        except Exception:  # noqa: BLE001 - no monitor answers: nothing runs there
             pass
         shutil.rmtree(path, ignore_errors=True)

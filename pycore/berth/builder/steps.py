@@ -252,8 +252,11 @@ class StageExecutor:
     def _EnvCommand(self, c: ins.EnvCommand) -> None:
         env = list(self.state.config.get("Env") or [])
         parts = []
+        # All pairs see the values from before the instruction, as in Docker:
+        # ENV abc=bye def=$abc gives def the old abc.
+        before = self.env()
         for key, value in c.pairs:
-            key, value = self.expand(key), self.expand(value)
+            key, value = self.expand(key, before), self.expand(value, before)
             pair = f"{key}={value}"
             parts.append(pair)
             for i, existing in enumerate(env):
@@ -262,7 +265,6 @@ class StageExecutor:
                     break
             else:
                 env.append(pair)
-            # Later pairs of the same ENV see the earlier ones.
             self.state.config["Env"] = env
         self.metadata_step("ENV " + " ".join(parts))
 
@@ -283,10 +285,11 @@ class StageExecutor:
 
     def _ArgCommand(self, c: ins.ArgCommand) -> None:
         parts = []
+        before = self.env()
         for key, value in c.args:
-            key = self.expand(key)
+            key = self.expand(key, before)
             if value is not None:
-                value = self.expand(value)
+                value = self.expand(value, before)
             self.args.add(key, value)
             parts.append(key if value is None else f"{key}={value}")
         self.metadata_step("ARG " + " ".join(parts))

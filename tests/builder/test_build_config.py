@@ -191,3 +191,13 @@ def test_env_pairs_see_the_values_from_before_the_instruction(builds):
     builds.build(ctx, "-t", "envs")
     env = builds.config("envs")["Env"]
     assert env[-3:] == ["abc=bye", "def=hello", "ghi=bye"]
+
+
+def test_build_arg_without_value_comes_from_the_client_environment(builds, monkeypatch):
+    ctx = builds.context({"Dockerfile": "FROM busybox\nARG FROM_ENV\nARG UNSET_ONE=default\n"
+                                        "RUN echo \"$FROM_ENV $UNSET_ONE\" > /v\n"})
+    monkeypatch.setenv("FROM_ENV", "client-value")
+    monkeypatch.delenv("UNSET_ONE", raising=False)
+    builds.build(ctx, "-t", "envarg", "--build-arg", "FROM_ENV", "--build-arg", "UNSET_ONE")
+    # a --build-arg NAME the client has no value for leaves the default in place
+    assert builds.output("envarg", "cat", "/v") == "client-value default\n"

@@ -105,11 +105,67 @@ def _run(argv, env, input, check, timeout) -> subprocess.CompletedProcess:
     return proc
 
 
+def release_root(root: Path) -> None:
+    """Undo what a test's engine left on the host under `root`: containers
+    outlive their daemon by design, so their monitors (and the containers they
+    own) are ended by PID, then mounts and this root's cgroups are removed."""
+    prefix = str(root) + "/"
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 1 and argv[0].endswith(b"berth-monitor") and any(
+                a.decode(errors="replace").startswith(prefix) for a in argv[1:]):
+            children = Path(f"/proc/{entry}/task/{entry}/children")
+            pids = children.read_text().split() if children.exists() else []
+            for pid in [*pids, entry]:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f]
+    for mountpoint in reversed(mounts):
+        if mountpoint.startswith(prefix):
+            subprocess.run(["umount", "-l", mountpoint], capture_output=True)
+    from berth.cgroups import CgroupManager, parent_name
+    # Engines keep their data root somewhere under `root`: each has its own cgroup parent.
+    for data_root in [root, *root.glob("*"), *root.glob("*/*")]:
+        if data_root.is_dir() and not data_root.is_symlink():
+            _remove_cgroups(CgroupManager(parent_name(str(data_root))))
+
+
+def _remove_cgroups(manager) -> None:
+    parent = manager.parent
+    for controller in getattr(manager, "controllers", None) or [""]:
+        base = os.path.join(manager.mount, controller, parent)
+        if not os.path.isdir(base):
+            continue
+        for child in os.listdir(base):
+            path = os.path.join(base, child)
+            if os.path.isdir(path):
+                for _ in range(100):  # killed tasks leave their cgroup asynchronously
+                    try:
+                        os.rmdir(path)
+                        break
+                    except OSError:
+                        time.sleep(0.02)
+        try:
+            os.rmdir(base)
+        except OSError:
+            pass
+
+
 @pytest.fixture
 def workdir():
-    """A private scratch directory, outside pytest's tmp tree (short socket paths)."""
+    """A private scratch directory, outside pytest's tmp tree (short socket paths).
+    Whatever an engine rooted in it left running or mounted is removed afterwards."""
     d = Path(tempfile.mkdtemp(prefix="berth-test-"))
     yield d
+    release_root(d)
     shutil.rmtree(d, ignore_errors=True)
 
 

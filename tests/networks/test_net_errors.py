@@ -141,3 +141,35 @@ def _try_get(port: int):
         return http_get("127.0.0.1", port, "/hostname")
     except OSError:
         return None
+
+
+def test_what_a_deleted_root_left_is_removed_by_the_next_daemon(net, workdir, busybox_rootfs):
+    """A daemon killed with -9 whose root is then deleted (a test's temporary
+    root) leaves its bridges and chains; another daemon's start removes them."""
+    import shutil
+    from netkit import NetDaemon, force_clean, new_plan, tag_of
+    plan = new_plan()
+    other = NetDaemon(root=workdir / "other" / "root", socket=workdir / "other.sock")
+    other.plan, other.resolv_conf = plan, net.resolv_conf
+    other.root.mkdir(parents=True)
+    bridges = {plan.bridge}
+    try:
+        other.start()
+        nid = other.berth("network", "create", "--subnet", plan.subnet(0), "gone").stdout.strip()
+        bridges.add(f"br-{nid[:12]}")
+        other.berth("import", str(busybox_rootfs), IMAGE)
+        other.berth("run", "--rm", IMAGE, "true")  # the default bridge comes up with a container
+        assert bridges <= set(links())
+        assert our_rules(other)
+        other.kill9()
+        shutil.rmtree(workdir / "other")
+        assert bridges <= set(links())  # nobody took them down
+        net.stop()
+        net.start()  # any daemon's start collects them
+        wait_for(lambda: not (bridges & set(links())), what="the deleted root's bridges to go")
+        assert our_rules(other) == []
+        assert not os.path.exists(f"/run/berth/networks/{tag_of(other.root)}")
+    finally:
+        if other.proc is not None:
+            other.stop()
+        force_clean(other, bridges)

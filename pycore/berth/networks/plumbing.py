@@ -225,6 +225,11 @@ def delete_link(name: str) -> bool:
     return True
 
 
+def links_with_prefix(prefix: str) -> list[str]:
+    return [m.get("ifname") for m in _nl().get_links()
+            if (m.get("ifname") or "").startswith(prefix)]
+
+
 def bridge_ports(bridge: str) -> list[str]:
     index = link_index(bridge)
     if index is None:

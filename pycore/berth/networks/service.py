@@ -33,7 +33,7 @@ from typing import Any, Callable
 from berth.errors import BerthError, Conflict, Forbidden, InvalidArgument, NotFound, SystemError_
 
 from . import dns as dnsmod
-from . import hostfiles, plumbing
+from . import hostfiles, hostgc, plumbing
 from . import ports as portmod
 from .firewall import BridgeRules, Firewall, PortRule
 from .ipam import IPv4Address, IPv4Network, Pool, choose_subnet
@@ -326,12 +326,22 @@ class NetworkService:
         plumbing.set_sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
         plumbing.set_sysctl("net/ipv4/ip_forward", "1")
 
+    def _register_host_objects(self) -> None:
+        """Worker: tell other daemons what this one has on the host (hostgc)."""
+        try:
+            hostgc.register(self.options.tag, self.options.root,
+                            [n.bridge for n in self._networks.values() if n.is_bridge])
+        except OSError as exc:
+            log.warning("cannot record this daemon's host objects in %s: %s", hostgc.REGISTRY,
+                        exc)
+
     async def _ensure_bridge(self, net: Network) -> None:
         if net.id in self._bridges_up:
             return
         async with self._lock_of(net.id):
             if net.id in self._bridges_up:
                 return
+            await self._run(self._register_host_objects)
             await self._run(self._bring_up_bridge, net)
             self._bridges_up.add(net.id)
             try:
@@ -377,6 +387,7 @@ class NetworkService:
                 raise Conflict(f"bridge name {net.bridge} is already used by another network")
             await self._run(self._claim_subnet_and_bridge, net)
             self._networks[net.id] = net
+            await self._run(self._register_host_objects)
             self._bridges_up.add(net.id)
             try:
                 await self._apply_firewall()
@@ -511,6 +522,7 @@ class NetworkService:
                 self._networks[net.id] = net
                 raise
             await self._apply_firewall()
+            await self._run(self._register_host_objects)
         self._net_locks.pop(net.id, None)
         self.events.publish("network", "destroy", net.id, {"name": net.name, "type": net.driver})
 
@@ -1269,6 +1281,10 @@ class NetworkService:
         servers, host ports and rules of what the records say is active."""
         await self._ensure_loop()
         self.firewall.forget_jumps()
+        try:
+            await self._run(hostgc.collect_abandoned, self.options.tag)
+        except Exception as exc:  # noqa: BLE001 - never stops a start
+            log.warning("cleaning what deleted daemons left on the host: %s", exc)
         for cid, eps in self._endpoints.items():
             for ep in eps.values():
                 if ep.gateway_for_container and ep.ports:
@@ -1329,6 +1345,8 @@ class NetworkService:
                     fut.result(timeout=30)
             bridges, rules = self._firewall_state()
             self._fw_worker.submit(self.firewall.apply, bridges, rules).result(timeout=60)
+            if not self._bridges_up:
+                hostgc.unregister(self.options.tag)
         except Exception as exc:  # noqa: BLE001 - shutdown goes on
             log.warning("network clean-up at shutdown: %s", exc)
         self._workers.shutdown(wait=True)

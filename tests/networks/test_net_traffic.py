@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from conftest import IMAGE
-from netkit import free_port, http_get, wait_for
+from netkit import free_port, http_get, sh, wait_for
 
 HTTPD = ["httpd", "-f", "-p", "80", "-h", "/etc"]
 
@@ -41,6 +41,11 @@ def test_published_port_from_localhost_and_from_other_hosts(net, outside):
     # Another host reaches it through the host's address (DNAT in PREROUTING).
     out = outside.exec("busybox", "wget", "-qO-", f"http://{outside.host_ip}:{port}/hostname").stdout
     assert out == expected
+    # Containers reach it through a host address too, the container itself included.
+    gateway = net.plan.bip.split("/")[0]
+    for argv in (["exec", "web"], ["run", "--rm", IMAGE]):
+        out = net.berth(*argv, "wget", "-qO-", f"http://{gateway}:{port}/hostname").stdout
+        assert out == expected, argv
     assert net.berth("port", "web").stdout == f"80/tcp -> 0.0.0.0:{port}\n"
     ps = net.berth("ps", "--format", "{{.Ports}}", "--filter", "name=web").stdout
     assert f"0.0.0.0:{port}->80/tcp" in ps
@@ -168,3 +173,21 @@ def test_udp_port(net):
     finally:
         listener.kill()
         listener.wait()
+
+
+def test_rules_are_rebuilt_when_the_daemon_starts(net):
+    port = free_port()
+    _serve(net, "kept", "-p", f"{port}:80")
+    expected = _hostname(net, "kept") + "\n"
+    assert wait_for(lambda: _try(lambda: http_get("127.0.0.1", port, "/hostname"))) == expected
+    net.stop()  # the container keeps running, and its bridge and rules with it
+    assert wait_for(lambda: _try(lambda: http_get("127.0.0.1", port, "/hostname"))) == expected
+    # The host's rules are lost behind the daemon's back (a firewall reload, say).
+    chain = f"BERTH-{net.tag}"
+    for table in ("nat", "filter"):
+        for line in sh("iptables-save", "-t", table).stdout.splitlines():
+            if line.startswith("-A ") and chain in line and not line.split()[1].startswith(chain):
+                sh("iptables", "-t", table, "-D", *line.split()[1:])
+    assert _try(lambda: http_get("127.0.0.1", port, "/hostname", timeout=2)) != expected
+    net.start()
+    assert wait_for(lambda: _try(lambda: http_get("127.0.0.1", port, "/hostname"))) == expected

@@ -290,7 +290,9 @@ def create_veth(host_name: str, ns_fd: int, peer_name: str, mtu: int = 1500) -> 
 def attach_port(veth_index: int, bridge_index: int, what: str) -> None:
     """Enslave the host end of a veth to the bridge and bring it up."""
     try:
-        host_rtnl().set_link(veth_index, master=bridge_index, up=True)
+        rtnl = host_rtnl()
+        rtnl.set_link(veth_index, master=bridge_index, up=True)
+        rtnl.set_hairpin(veth_index)
     except OSError as exc:
         raise _err(f"cannot attach {what}", exc) from None
 

@@ -141,3 +141,24 @@ def test_container_inspect_and_list_network_fields(net, api):
     assert row["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] == ns["IPAddress"]
     _, listed, _ = api("GET", "/containers/json?filters=" + _q({"network": ["none"]}))
     assert listed == []
+
+
+def test_network_events(net, api):
+    import time
+    since = str(time.time() - 1)
+    nid = api("POST", "/networks/create", {"Name": "evnet"})[1]["Id"]
+    cid = net.berth("run", "-d", "--network", "evnet", IMAGE, "sleep", "300").stdout.strip()
+    net.berth("rm", "-f", cid)
+    assert api("DELETE", "/networks/evnet")[0] == 204
+    until = str(time.time() + 1)
+    conn = _Conn(str(net.socket))
+    conn.request("GET", "/v1.41/events?since=" + since + "&until=" + until + "&filters="
+                 + _q({"type": ["network"]}))
+    events = [json.loads(line) for line in conn.getresponse().read().splitlines() if line.strip()]
+    conn.close()
+    seen = [(e["Action"], e["Actor"]["ID"], e["Actor"]["Attributes"].get("container", ""))
+            for e in events if e["Actor"]["ID"] == nid]
+    assert seen == [("create", nid, ""), ("connect", nid, cid), ("disconnect", nid, cid),
+                    ("destroy", nid, "")]
+    assert all(e["Actor"]["Attributes"]["name"] == "evnet" and e["Actor"]["Attributes"]["type"]
+               == "bridge" for e in events if e["Actor"]["ID"] == nid)

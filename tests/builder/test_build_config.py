@@ -201,3 +201,14 @@ def test_build_arg_without_value_comes_from_the_client_environment(builds, monke
     builds.build(ctx, "-t", "envarg", "--build-arg", "FROM_ENV", "--build-arg", "UNSET_ONE")
     # a --build-arg NAME the client has no value for leaves the default in place
     assert builds.output("envarg", "cat", "/v") == "client-value default\n"
+
+
+def test_predefined_proxy_args(builds):
+    ctx = builds.context({"Dockerfile": "FROM busybox\nRUN echo \"proxy=$http_proxy\" > /p\n"})
+    out = builds.build(ctx, "-t", "proxy", "--build-arg", "http_proxy=http://proxy.local:3128").stdout
+    assert builds.output("proxy", "cat", "/p") == "proxy=http://proxy.local:3128\n"
+    assert "were not consumed" not in out
+    # usable without ARG, but kept out of the history (and the image's environment)
+    created_by = [h["CreatedBy"] for h in builds.history("proxy")]
+    assert created_by[0] == '/bin/sh -c echo "proxy=$http_proxy" > /p'
+    assert not any("proxy" in e for e in builds.config("proxy")["Env"])

@@ -84,3 +84,25 @@ def test_partial_success_then_failure_leaves_no_dangling_image(builds):
     assert result.returncode == 5
     assert builds.image_ids() == before
     builds.assert_clean()
+
+
+def test_client_going_away_stops_the_build(builds):
+    import os
+    import subprocess
+    import time
+    ctx = builds.context({"Dockerfile": "FROM busybox\nRUN echo started && sleep 300\n"})
+    proc = subprocess.Popen([builds.daemon.env["PATH"].split(":")[0] + "/berth", "build", str(ctx)],
+                            env=builds.daemon.env, stdout=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.strip() == "started":
+                break
+        assert os.listdir(builds.daemon.root / "builder" / "run")  # the RUN container is up
+    finally:
+        proc.kill()
+        proc.wait()
+    # The daemon notices, kills the container and cleans up (waiting, not timing).
+    deadline = time.monotonic() + 60
+    while os.listdir(builds.daemon.root / "builder" / "run") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    builds.assert_clean()

@@ -256,7 +256,15 @@ async def _run(request: web.Request, build_request) -> web.StreamResponse:
 
     try:
         while True:
-            message = await queue.get()
+            try:
+                message = await asyncio.wait_for(queue.get(), 0.5)
+            except asyncio.TimeoutError:
+                # aiohttp does not cancel the handler of a client that went away:
+                # look, so that a quiet RUN is not left running for no one.
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    raise ConnectionResetError("the client went away") from None
+                continue
             if message is done:
                 break
             await send(message)
@@ -281,8 +289,11 @@ async def _run(request: web.Request, build_request) -> web.StreamResponse:
                 await response.write(json.dumps({"stream": image_id + "\n"}).encode() + b"\r\n")
         await response.write_eof()
     except (ConnectionResetError, BrokenPipeError, asyncio.CancelledError):
-        # The client went away: stop the build (its RUN container is killed).
+        # The client went away: stop the build (its RUN container is killed);
+        # the build thread cleans up after itself.
         cancel.set()
+        log.info("build: the client went away; cancelling")
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
         raise
     finally:
         if not future.done():

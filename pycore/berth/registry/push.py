@@ -116,8 +116,7 @@ def convert_layer(source: str, source_compression: str, target_compression: str,
                 raise InvalidArgument(f"unsupported compression {target_compression!r}")
         finally:
             reader.close()
-        out.flush()
-        os.fsync(out.fileno())
+    # No fsync: a temporary file, gone after the push (and with a crash).
     return "sha256:" + hasher.hexdigest(), size
 
 
@@ -213,6 +212,7 @@ class Pusher:
         target_type = media_type
         if self.compression == "zstd" and media_type == mt.DOCKER_MANIFEST:
             target_type = mt.OCI_MANIFEST  # schema2 has no standard zstd layer type
+        conversions = []
         for layer in manifest.layers:
             if layer.media_type in _FOREIGN or layer.urls:
                 new_layers.append(layer)  # foreign layers are fetched from their URLs, never pushed
@@ -234,15 +234,24 @@ class Pusher:
                 blobs.append(PlannedBlob(converted, path))
                 new_layers.append(converted)
                 continue
-            id_ = short_id(layer.digest)
-            await self.progress.layer(id_, f"Compressing ({wanted})")
             output = os.path.join(self.images.tmp_dir, f"push-{secrets.token_hex(8)}")
             self._temporary.append(output)
-            digest, size = await asyncio.to_thread(convert_layer, path, current, wanted, output)
+            blobs.append(PlannedBlob(layer, output, temporary=True))  # descriptor set below
+            new_layers.append(layer)
+            conversions.append((len(blobs) - 1, len(new_layers) - 1, layer, path, current, wanted))
+
+        async def convert(job) -> None:
+            blob_index, layer_index, layer, path, current, wanted = job
+            await self.progress.layer(short_id(layer.digest), f"Compressing ({wanted})")
+            digest, size = await asyncio.to_thread(convert_layer, path, current, wanted,
+                                                   blobs[blob_index].path)
             converted = Descriptor(_layer_media_type(target_type, wanted), digest, size,
                                    layer.annotations)
-            blobs.append(PlannedBlob(converted, output, temporary=True))
-            new_layers.append(converted)
+            blobs[blob_index].descriptor = converted
+            new_layers[layer_index] = converted
+
+        # zlib and zstd release the GIL: layers recompress side by side.
+        await run_all(convert(job) for job in conversions)
         config = manifest.config
         blobs.append(PlannedBlob(config, content.path(config.digest), layer=False))
         if changed:

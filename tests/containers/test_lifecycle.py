@@ -57,7 +57,11 @@ def test_stop_escalates_to_sigkill(daemon, busybox):
     assert (state["Status"], state["ExitCode"]) == ("exited", 137)
     # A stop signal of the container's own choosing.
     daemon.docker("run", "-d", "--name", "usr1", "--stop-signal", "USR1", "busybox", "sh", "-c",
-                  "trap 'exit 42' USR1; while true; do sleep 0.1; done")
+                  "trap 'exit 42' USR1; echo ready; while true; do sleep 0.1; done")
+    # PID 1 ignores a signal it has no handler for yet: stop only once the trap is set.
+    deadline = time.monotonic() + 30
+    while "ready" not in daemon.docker("logs", "usr1").stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
     daemon.docker("stop", "usr1")
     assert inspect(daemon, "usr1")["State"]["ExitCode"] == 42
 

@@ -330,7 +330,8 @@ class ContainerService:
             c.lowerdirs = [empty]
         etcfiles.write_all(c.bundle, c.config, c.host_config)
         if volumes is not None:
-            c.spec_mounts = list(volumes.prepare_mounts(c.id, c.host_config, image_config,
+            # c.config, not the image's: `-v /path` arrives as Config.Volumes.
+            c.spec_mounts = list(volumes.prepare_mounts(c.id, c.host_config, c.config,
                                                         c.lowerdirs) or [])
             mount_points = getattr(volumes, "mount_points", None)
             if mount_points is not None:

@@ -84,11 +84,11 @@ def build(c: Container, cgroup_paths: list[str], netns_of=None) -> dict[str, Any
         {"destination": "/etc/hosts", "type": "bind", "source": c.hosts_path,
          "options": ["rbind", "rprivate"]},
     ]
-    for path, options in (hc.get("Tmpfs") or {}).items():
-        opts = ["nosuid", "nodev", "noexec"]
-        opts += [o for o in options.split(",") if o]
-        mounts.append({"destination": path, "type": "tmpfs", "source": "tmpfs", "options": opts})
+    # HostConfig.Tmpfs, Binds, Mounts and image volumes come from the volumes service.
     mounts += c.spec_mounts
+    # Parents before children, as Docker orders them: a volume on /etc must not
+    # cover the per-container /etc/hosts mounted after it.
+    mounts.sort(key=lambda m: len([p for p in m["destination"].split("/") if p]))
     privileged = bool(hc.get("Privileged"))
     caps = capabilities(hc.get("CapAdd") or [], hc.get("CapDrop") or [], privileged)
     network = _netns(c, netns_of)

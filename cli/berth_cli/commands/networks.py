@@ -7,11 +7,6 @@ here keeps this group's code in one place.
 
 from __future__ import annotations
 
-import calendar
-import ipaddress
-import re
-from urllib.parse import quote
-
 from ..args import BOOL, LIST, STRING, Command, Flag, at_least, exact, no_args
 from ..errors import CLIError, Cancelled
 from ..formatting import Row, go_time_string, natural_key, render_rows, truncate_id
@@ -21,6 +16,13 @@ from .common import (FORMAT_HELP, INSPECT_FORMAT_HELP, filter_flag, filters_dict
 DEFAULT_TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
 
 # -- requests ---------------------------------------------------------------------------
+# (Standard modules are imported where used: `berth --help` loads every command
+# module, and the CLI's start-up must stay light.)
+
+
+def quote(ref: str, safe: str = "") -> str:
+    from urllib.parse import quote as _quote
+    return _quote(ref, safe=safe)
 
 
 def _encode_filters(filters: dict[str, list[str]]) -> str | None:
@@ -60,11 +62,13 @@ def networks_prune(client, filters: dict[str, list[str]]) -> dict:
 
 # -- ls --------------------------------------------------------------------------------
 
-_CREATED_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$")
+_CREATED_RE = r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$"
 
 
 def _unix(created: str) -> float | None:
-    m = _CREATED_RE.match(created or "")
+    import calendar
+    import re
+    m = re.match(_CREATED_RE, created or "")
     if not m:
         return None
     y, mo, d, h, mi, s, zone = m.groups()
@@ -147,6 +151,7 @@ LS = Command("ls", "[OPTIONS]", "List networks", aliases=("list",),
 
 def _contains(subnet: str, data: str) -> bool:
     """docker's subnetMatches: does CIDR ``subnet`` hold ``data`` (an IP or a CIDR)?"""
+    import ipaddress
     try:
         net = ipaddress.ip_network(subnet, strict=False)
     except ValueError:

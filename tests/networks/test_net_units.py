@@ -301,3 +301,17 @@ def test_cli_ipam_consolidation():
             ([["10.1.0.0/16"], [], ["10.1.0.1"], {"a": "10.9.0.1"}], "no matching subnet for aux")):
         with pytest.raises(CLIError, match=message):
             ipam_configs(*args)
+
+
+def test_cli_created_at_like_go(monkeypatch):
+    from berth_cli.commands.networks import NetworkRow, go_time
+    monkeypatch.setenv("TZ", "UTC")
+    import time
+    time.tzset()
+    try:
+        assert go_time("2026-11-29T05:48:03.123400000Z") == "2026-11-29 05:48:03.1234 +0000 UTC"
+        assert go_time("2026-11-29T07:48:03+02:00") == "2026-11-29 05:48:03 +0000 UTC"
+        assert NetworkRow({"Created": "bogus"}, True).CreatedAt() == ""
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

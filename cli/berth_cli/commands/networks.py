@@ -62,21 +62,36 @@ def networks_prune(client, filters: dict[str, list[str]]) -> dict:
 
 # -- ls --------------------------------------------------------------------------------
 
-_CREATED_RE = r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$"
+_CREATED_RE = r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$"
 
 
-def _unix(created: str) -> float | None:
+def _unix(created: str) -> tuple[int, str] | None:
+    """RFC 3339 -> (unix seconds, fraction digits)."""
     import calendar
     import re
     m = re.match(_CREATED_RE, created or "")
     if not m:
         return None
-    y, mo, d, h, mi, s, zone = m.groups()
+    y, mo, d, h, mi, s, fraction, zone = m.groups()
     ts = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), int(s), 0, 0, 0))
     if zone != "Z":
         sign = 1 if zone[0] == "+" else -1
         ts -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
-    return ts
+    return ts, (fraction or "").rstrip("0")
+
+
+def go_time(created: str) -> str:
+    """Go's time.Time.String() of an RFC 3339 time, in local time: fractional
+    seconds shown without trailing zeros, as docker prints CreatedAt."""
+    parsed = _unix(created)
+    if parsed is None:
+        return ""
+    ts, fraction = parsed
+    text = go_time_string(ts)
+    if fraction:
+        date, clock, rest = text.split(" ", 2)
+        text = f"{date} {clock}.{fraction} {rest}"
+    return text
 
 
 class NetworkRow(Row):
@@ -123,8 +138,7 @@ class NetworkRow(Row):
         return lambda name: labels.get(name, "")
 
     def CreatedAt(self):
-        ts = _unix(self.n.get("Created") or "")
-        return go_time_string(ts) if ts is not None else ""
+        return go_time(self.n.get("Created") or "")
 
 
 def run_ls(cli, opts, args) -> None:

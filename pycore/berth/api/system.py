@@ -233,12 +233,19 @@ def _backing_fs(path: str) -> str:
 async def system_df(request: web.Request) -> web.Response:
     engine = engine_of(request)
     usage = await asyncio.to_thread(engine.images.df)
+    containers = volumes = cache = None
+    if getattr(engine, "containers", None) is not None:
+        containers = await asyncio.to_thread(engine.containers.list, True, None, True)
+    if getattr(engine, "volumes", None) is not None:
+        volumes = await asyncio.to_thread(engine.volumes.disk_usage)
+    if getattr(engine, "builder", None) is not None:
+        cache = await asyncio.to_thread(engine.builder.df)
     return json_response({
         "LayersSize": usage.get("LayersSize", 0),
         "Images": usage.get("Images", []),
-        "Containers": [],
-        "Volumes": [],
-        "BuildCache": [],
+        "Containers": containers or [],
+        "Volumes": volumes or [],
+        "BuildCache": cache or [],
     })
 
 

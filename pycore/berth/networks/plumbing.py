@@ -194,10 +194,11 @@ def ensure_bridge(name: str, gateway_cidr: str, mtu: int = 1500) -> int:
                 raise Conflict(f"cannot use {name} as a bridge: an interface of kind "
                                f"{kind or 'unknown'} already has that name")
         iface = ipaddress.IPv4Interface(gateway_cidr)
+        wanted = (str(iface.ip), iface.network.prefixlen)
         have = {(a.get("address"), a.get("prefixlen"))
                 for a in ipr.get_addr(family=socket.AF_INET, index=index)}
-        if (str(iface.ip), iface.network.prefixlen) not in have:
-            ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        if wanted not in have:
+            ipr.addr("add", index=index, address=wanted[0], prefixlen=wanted[1])
         ipr.link("set", index=index, state="up")
     except NetlinkError as exc:
         raise _err(f"cannot set up bridge {name}", exc) from None

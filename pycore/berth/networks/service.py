@@ -1258,6 +1258,9 @@ class NetworkService:
         net = self._networks.get(network_id)
         if net is None or net.internal:
             return []
+        # Never back to ourselves: a resolv.conf or --dns naming a gateway of ours
+        # would send a query round in circles.
+        gateways = {str(n.pool.gateway) for n in self._networks.values() if n.pool_config}
         cid = self._client(network_id, client_ip)
         if cid is not None:
             try:
@@ -1265,10 +1268,8 @@ class NetworkService:
             except BerthError:
                 dns = []
             if dns:
-                return list(dns)
+                return [s for s in dns if s not in gateways]
         servers, _ = self._host_resolvers()
-        # Never back to ourselves (a host whose resolv.conf names a gateway of ours).
-        gateways = {str(n.pool.gateway) for n in self._networks.values() if n.pool_config}
         return [s for s in servers if s not in gateways]
 
     # ------------------------------------------------------------------ start-up / shutdown

@@ -15,9 +15,7 @@ import time
 
 import pytest
 
-from netkit import NetDaemon, Outside, force_clean, leftovers, new_plan
-
-IMAGE = "bb:latest"
+from netkit import IMAGE, NetDaemon, Outside, force_clean, leftovers, new_plan
 
 
 def _networks_of(d: NetDaemon) -> set[str]:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: The busybox image every network test imports.
+IMAGE = "bb:latest"
 
 
 def _root_daemon_class():

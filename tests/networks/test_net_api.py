@@ -9,7 +9,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import IMAGE
+from netkit import IMAGE
 
 
 def _q(filters: dict) -> str:

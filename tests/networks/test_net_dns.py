@@ -7,7 +7,7 @@ import ipaddress
 import subprocess
 import sys
 
-from conftest import IMAGE
+from netkit import IMAGE
 
 
 def _nslookup(net, network: str, name: str, *extra: str) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import IMAGE
+from netkit import IMAGE
 from netkit import free_port, http_get, wait_for
 
 

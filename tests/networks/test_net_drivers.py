@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 
-from conftest import IMAGE
+from netkit import IMAGE
 from netkit import links, sh, wait_for
 
 

@@ -8,7 +8,7 @@ import ipaddress
 import os
 import signal
 
-from conftest import IMAGE
+from netkit import IMAGE
 from netkit import free_port, http_get, links, our_addresses, our_links, our_rules, sh, wait_for
 
 

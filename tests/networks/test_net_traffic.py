@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from conftest import IMAGE
+from netkit import IMAGE
 from netkit import free_port, http_get, sh, wait_for
 
 HTTPD = ["httpd", "-f", "-p", "80", "-h", "/etc"]

@@ -12,7 +12,7 @@ import pytest
 
 from berth.errors import Conflict, Forbidden, InvalidArgument
 from berth.networks import dns, hostfiles, ports
-from berth.networks.firewall import BridgeRules, PortRule, render, render_teardown
+from berth.networks.firewall import BridgeRules, PortRule, chain_rules, render, render_teardown
 from berth.networks.ipam import Pool, choose_subnet, parse_subnet
 from berth.networks.options import NetworkOptions, parse_bip, parse_pool
 from berth_cli.commands.networks import ipam_configs
@@ -265,10 +265,10 @@ def test_reserve_refuses_a_taken_port_and_picks_random_ports():
 # -- rule set ------------------------------------------------------------------------------------
 
 def test_rendered_rules_isolate_and_publish():
-    text = render("BERTH-abc", [BridgeRules("b1", "10.1.0.0/24", "10.1.0.1", dns=True),
-                                BridgeRules("b2", "10.2.0.0/24", "10.2.0.1", internal=True)],
-                  [PortRule("b1", "tcp", "", 8080, "10.1.0.2", 80)],
-                  [("filter", "FORWARD", "-j BERTH-abc-FWD", True)])
+    bridges = [BridgeRules("b1", "10.1.0.0/24", "10.1.0.1", dns=True),
+               BridgeRules("b2", "10.2.0.0/24", "10.2.0.1", internal=True)]
+    chains = chain_rules("BERTH-abc", bridges, [PortRule("b1", "tcp", "", 8080, "10.1.0.2", 80)])
+    text = render(chains, [("filter", "FORWARD", "-j BERTH-abc-FWD", True)])
     lines = text.splitlines()
     assert lines[0] == "*nat" and ":BERTH-abc - [0:0]" in lines
     assert "-A BERTH-abc -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.1.0.2:80" in lines
@@ -279,6 +279,12 @@ def test_rendered_rules_isolate_and_publish():
     assert "-I FORWARD 1 -j BERTH-abc-FWD" in lines
     assert any("--dport 53" in l and "-i b1" in l for l in lines)
     assert text.count("COMMIT") == 2
+    # A port more or less changes the nat chain only.
+    other = chain_rules("BERTH-abc", bridges, [])
+    assert {k for k in chains if chains[k] != other[k]} == {("nat", "BERTH-abc")}
+    only_nat = render({k: v for k, v in other.items() if chains[k] != v}, [])
+    assert only_nat == "*nat\n:BERTH-abc - [0:0]\nCOMMIT\n"
+    assert render({}, []) == ""
     down = render_teardown("BERTH-abc", [("nat", "POSTROUTING", "-j BERTH-abc-POST", False)],
                            {"nat": ["BERTH-abc-POST"], "filter": []})
     assert down.splitlines() == ["*nat", "-D POSTROUTING -j BERTH-abc-POST", "-F BERTH-abc-POST",

@@ -115,9 +115,14 @@ def test_options_are_derived_from_the_root():
                                                           (("10.10.0.0/16", 26),))
 
 
+def test_bip_takes_an_address_or_a_subnet():
+    assert str(parse_bip("10.9.0.7/24")) == "10.9.0.7/24"
+    assert str(parse_bip("10.9.0.0/24")) == "10.9.0.1/24"
+
+
 def test_option_errors_are_clear():
     with pytest.raises(InvalidArgument, match="--bip"):
-        parse_bip("10.9.0.0/24")
+        parse_bip("10.9.0.255/24")
     with pytest.raises(InvalidArgument, match="default address pool"):
         parse_pool("base=10.0.0.0/8")
     with pytest.raises(InvalidArgument, match="bridge name"):

@@ -61,14 +61,16 @@ def parse_pool(text: str) -> tuple[str, int]:
 
 
 def parse_bip(text: str) -> ipaddress.IPv4Interface:
-    """``--bip 10.87.0.1/16``: the default bridge's own address and prefix."""
+    """``--bip 10.87.0.1/16``: the default bridge's own address and prefix
+    (``--default-subnet 10.87.0.0/16``: the subnet, its first address the bridge's)."""
     try:
         iface = ipaddress.IPv4Interface(text)
     except ValueError:
         raise InvalidArgument(f"invalid --bip {text!r}: expected an IPv4 address with a prefix "
                               "length, such as 10.87.0.1/16") from None
-    if iface.network.prefixlen > 30 or iface.ip in (iface.network.network_address,
-                                                     iface.network.broadcast_address):
+    if iface.ip == iface.network.network_address and iface.network.prefixlen <= 30:
+        iface = ipaddress.IPv4Interface(f"{iface.ip + 1}/{iface.network.prefixlen}")
+    if iface.network.prefixlen > 30 or iface.ip == iface.network.broadcast_address:
         raise InvalidArgument(f"invalid --bip {text!r}: the address must be a host address of a "
                               "subnet of at least 4 addresses")
     return iface

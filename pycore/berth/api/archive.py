@@ -31,7 +31,7 @@ from aiohttp import web
 from berth.api.context import engine_of
 from berth.api.params import query_bool
 from berth.api.responses import json_response
-from berth.api.streams import mark_streaming
+from berth.api.streams import mark_streaming, remove_spooled, spool_body
 from berth.errors import BerthError, InvalidArgument, NotFound, SystemError_, Unavailable
 from berth.volumes import containerfs
 from berth.volumes.rootview import RootView, ViewMount
@@ -39,7 +39,6 @@ from berth.volumes.rootview import RootView, ViewMount
 log = logging.getLogger("berth.api")
 
 CHUNK = 1 << 20
-SPOOL_FLUSH = 4 << 20
 PATH_STAT_HEADER = "X-Docker-Container-Path-Stat"
 
 def _zstd_open(path: str, mode: str):
@@ -270,29 +269,6 @@ async def _stream(request: web.Request, produce: Callable[[BinaryIO], None],
 
 # -- PUT archive ------------------------------------------------------------------------------
 
-async def _spool(request: web.Request) -> str:
-    fd, path = engine_of(request).upload_file()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            pending = bytearray()
-            async for chunk in request.content.iter_chunked(CHUNK):
-                pending += chunk
-                if len(pending) >= SPOOL_FLUSH:
-                    await asyncio.to_thread(out.write, bytes(pending))
-                    pending.clear()
-            if pending:
-                await asyncio.to_thread(out.write, bytes(pending))
-        return path
-    except BaseException:
-        _unlink(path)
-        raise
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
 def _decompressed(engine: Any, path: str) -> str:
     """A plain tar next to ``path`` if it is gzip, bzip2, xz or zstd (read twice
     later, which a compressed stream cannot do cheaply); else ``path``."""
@@ -305,10 +281,10 @@ def _decompressed(engine: Any, path: str) -> str:
                 with os.fdopen(fd, "wb") as out, opener(path, "rb") as src:
                     shutil.copyfileobj(src, out, CHUNK)
             except Exception as exc:  # noqa: BLE001 - every codec has its own error type
-                _unlink(plain)
+                remove_spooled(plain)
                 raise InvalidArgument(f"invalid archive: cannot decompress it ({exc})") from None
             except BaseException:
-                _unlink(plain)
+                remove_spooled(plain)
                 raise
             return plain
     return path
@@ -390,7 +366,7 @@ async def put_archive(request: web.Request) -> web.Response:
     copy_owner = query_bool(request.query, "copyUIDGID")
     c = _container(request)
     engine = engine_of(request)
-    spooled = await _spool(request)
+    spooled = await spool_body(request)
     plain = spooled
     try:
         plain = await asyncio.to_thread(_decompressed, engine, spooled)
@@ -398,9 +374,9 @@ async def put_archive(request: web.Request) -> web.Response:
             await asyncio.to_thread(_extract, view, c, name, path, plain, no_overwrite,
                                     copy_owner)
     finally:
-        _unlink(spooled)
+        remove_spooled(spooled)
         if plain != spooled:
-            _unlink(plain)
+            remove_spooled(plain)
     _event(request, c, "extract-to-dir")
     return web.Response(status=200)
 

@@ -31,13 +31,12 @@ from aiohttp import web
 from berth.api.context import engine_of
 from berth.api.params import parse_filters, query_bool, query_int
 from berth.api.responses import JSON, json_response
-from berth.api.streams import mark_streaming
+from berth.api.streams import mark_streaming, remove_spooled, spool_body
 from berth.errors import BerthError, InvalidArgument
 
 log = logging.getLogger("berth.api")
 
 CHUNK = 1 << 20
-SPOOL_FLUSH = 4 << 20
 _SERVICE_LOCK = threading.Lock()
 
 
@@ -122,42 +121,15 @@ def _build_request(request: web.Request):
     )
 
 
-async def _spool(request: web.Request) -> str:
-    """The request body to a private file in the data root."""
-    fd, path = engine_of(request).upload_file()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            pending = bytearray()
-            async for chunk in request.content.iter_chunked(CHUNK):
-                pending += chunk
-                if len(pending) >= SPOOL_FLUSH:
-                    await asyncio.to_thread(out.write, bytes(pending))
-                    pending.clear()
-            if pending:
-                await asyncio.to_thread(out.write, bytes(pending))
-        return path
-    except BaseException:
-        _unlink(path)
-        raise
-
-
-def _unlink(path: str | None) -> None:
-    if path:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-
-
 async def build(request: web.Request) -> web.StreamResponse:
     """``POST /build``: the context tar is the body."""
     build_request = _build_request(request)
-    path = await _spool(request)
+    path = await spool_body(request)
     build_request.context_tar = path
     try:
         return await _run(request, build_request)
     finally:
-        _unlink(path)
+        remove_spooled(path)
 
 
 async def berth_build(request: web.Request) -> web.StreamResponse:

@@ -18,13 +18,12 @@ from aiohttp import web
 from berth.api.context import engine_of
 from berth.api.responses import json_response
 from berth.api.params import parse_filters, query_bool
-from berth.api.streams import JSONStream, mark_streaming, progress_message
+from berth.api.streams import JSONStream, mark_streaming, progress_message, remove_spooled, spool_body
 from berth.errors import BerthError, InvalidArgument
 
 log = logging.getLogger("berth.api")
 
 CHUNK = 1 << 20
-SPOOL_FLUSH = 4 << 20
 
 
 def _service(request: web.Request):
@@ -85,38 +84,6 @@ async def prune_images(request: web.Request) -> web.Response:
 
 # --- import and load: bodies in, JSON progress out -------------------------------------
 
-async def _spool(request: web.Request, source, on_progress=None) -> str:
-    """Copy an async byte source to a private temp file; remove it on failure.
-    Disk writes happen in a worker thread, a few MiB at a time, so a slow disk
-    never stalls the event loop."""
-    fd, path = engine_of(request).upload_file()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            pending = bytearray()
-            written = 0
-            async for chunk in source:
-                pending += chunk
-                written += len(chunk)
-                if len(pending) >= SPOOL_FLUSH:
-                    await _call(out.write, bytes(pending))
-                    pending.clear()
-                if on_progress is not None:
-                    await on_progress(written)
-            if pending:
-                await _call(out.write, bytes(pending))
-        return path
-    except BaseException:
-        _unlink(path)
-        raise
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 def _reference(repo: str, tag: str) -> str | None:
     """``repo`` and ``tag`` query values -> one reference, checked before any
     body is read (``tag`` replaces a tag given in ``repo``, as in Docker)."""
@@ -159,11 +126,11 @@ def _import(request: web.Request, path: str, reference: str | None, source_name:
 async def _import_body(request, reference, options) -> web.StreamResponse:
     # Nothing is sent before the import is done, so any failure is an ordinary
     # HTTP error (status code + message) that every client reports cleanly.
-    path = await _spool(request, request.content.iter_chunked(CHUNK))
+    path = await spool_body(request)
     try:
         image_id = await _call(_import, request, path, reference, "-", options)
     finally:
-        _unlink(path)
+        remove_spooled(path)
     stream = JSONStream(request)
     await stream.send({"status": image_id})
     return await stream.finish()
@@ -193,7 +160,7 @@ async def _import_url(request, url, reference, options) -> web.StreamResponse:
                         last_sent = done
                         await stream.send(progress_message("Importing", done, total))
 
-                path = await _spool(request, remote.content.iter_chunked(CHUNK), progress)
+                path = await spool_body(request, remote.content.iter_chunked(CHUNK), progress)
     except aiohttp.ClientError as exc:
         error = f"cannot download {url}: {exc or type(exc).__name__}"
         if not stream.started:
@@ -214,13 +181,13 @@ async def _import_url(request, url, reference, options) -> web.StreamResponse:
         log.exception("import from %s failed", url)
         await stream.error(f"internal error: {type(exc).__name__}: {exc}")
     finally:
-        _unlink(path)
+        remove_spooled(path)
     return await stream.finish()
 
 
 async def load_images(request: web.Request) -> web.StreamResponse:
     query_bool(request.query, "quiet")  # validated; the answer is the same either way
-    path = await _spool(request, request.content.iter_chunked(CHUNK))
+    path = await spool_body(request)
     stream = JSONStream(request)
     try:
         # Docker answers 200 and reports a bad archive inside the stream.
@@ -232,7 +199,7 @@ async def load_images(request: web.Request) -> web.StreamResponse:
             for line in messages:
                 await stream.send({"stream": line.rstrip("\n") + "\n"})
     finally:
-        _unlink(path)
+        remove_spooled(path)
     return await stream.finish()
 
 

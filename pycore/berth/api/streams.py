@@ -3,8 +3,11 @@ line, errors as ``{"errorDetail": {"message": ...}, "error": ...}``."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from typing import Any
+import os
+from typing import Any, AsyncIterable, Awaitable, Callable
 
 from aiohttp import web
 
@@ -75,3 +78,46 @@ def progress_message(status: str, current: int, total: int | None, id_: str = ""
     if id_:
         message["id"] = id_
     return message
+
+
+# --- request bodies -----------------------------------------------------------------------
+
+BODY_CHUNK = 1 << 20
+SPOOL_FLUSH = 4 << 20
+
+
+async def spool_body(request: web.Request, source: AsyncIterable[bytes] | None = None,
+                     on_progress: Callable[[int], Awaitable[None]] | None = None) -> str:
+    """Copy a request body (or another async byte source) to a private temp file
+    in the data root and return its path; remove it on failure. Disk writes
+    happen in a worker thread, a few MiB at a time, so a slow disk never stalls
+    the event loop."""
+    from berth.api.context import engine_of
+
+    if source is None:
+        source = request.content.iter_chunked(BODY_CHUNK)
+    fd, path = engine_of(request).upload_file()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            pending = bytearray()
+            written = 0
+            async for chunk in source:
+                pending += chunk
+                written += len(chunk)
+                if len(pending) >= SPOOL_FLUSH:
+                    await asyncio.to_thread(out.write, bytes(pending))
+                    pending.clear()
+                if on_progress is not None:
+                    await on_progress(written)
+            if pending:
+                await asyncio.to_thread(out.write, bytes(pending))
+        return path
+    except BaseException:
+        remove_spooled(path)
+        raise
+
+
+def remove_spooled(path: str | None) -> None:
+    if path:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

@@ -196,13 +196,14 @@ class NetworkService:
         """By name, full ID, or unique ID prefix (Docker's order)."""
         if not ref:
             raise InvalidArgument("network name or ID cannot be empty")
-        for net in self._networks.values():
+        networks = list(self._networks.items())  # also called from worker threads
+        for _, net in networks:
             if net.name == ref:
                 return net
         net = self._networks.get(ref)
         if net is not None:
             return net
-        matches = [n for nid, n in self._networks.items() if nid.startswith(ref)]
+        matches = [n for nid, n in networks if nid.startswith(ref)]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
@@ -295,7 +296,7 @@ class NetworkService:
         daemons' bridges included), each with a description for error messages."""
         used: list[tuple[IPv4Network, str]] = []
         our_bridges = set()
-        for n in self._networks.values():
+        for n in list(self._networks.values()):  # a worker reads what the loop changes
             if n.is_bridge:
                 our_bridges.add(n.bridge)
             if n.id != exclude and n.pool_config is not None:
@@ -309,17 +310,24 @@ class NetworkService:
         """Worker: choose the default bridge's subnet if needed, create the bridge
         and set its sysctls. Under the host-wide lock."""
         with _host_lock():
+            if net.pool_config is not None and not plumbing.link_exists(net.bridge):
+                clash = next((what for used, what in self._subnets_in_use(net.id)
+                              if used.overlaps(net.pool.subnet)
+                              and not what.startswith("network")), None)
+                if clash is not None and net.default_bridge and not net.user_pool:
+                    # Chosen by an earlier start, taken by someone else meanwhile.
+                    log.info("default bridge: %s now overlaps %s; choosing another subnet",
+                             net.pool.subnet, clash)
+                    net.pool_config = None
+                elif clash is not None:
+                    raise Forbidden(f"cannot bring up network {net.name}: its subnet "
+                                    f"{net.pool.subnet} overlaps {clash}")
             if net.pool_config is None:
                 subnet = choose_subnet([DEFAULT_BRIDGE_POOL],
                                        [u for u, _ in self._subnets_in_use(net.id)])
                 net.pool_config = {"Subnet": str(subnet), "Gateway": str(subnet.network_address + 1)}
                 net.__dict__.pop("_pool", None)
                 self._save_network(net)
-            elif not plumbing.link_exists(net.bridge):
-                for used, what in self._subnets_in_use(net.id):
-                    if used.overlaps(net.pool.subnet) and not what.startswith("network"):
-                        raise Forbidden(f"cannot bring up network {net.name}: its subnet "
-                                        f"{net.pool.subnet} overlaps {what}")
             self._bridge_index[net.id] = plumbing.ensure_bridge(net.bridge, net.pool.gateway_cidr,
                                                                 net.mtu)
         # Published ports answer on 127.0.0.1 without a proxy (see firewall.py).
@@ -330,7 +338,7 @@ class NetworkService:
         """Worker: tell other daemons what this one has on the host (hostgc)."""
         try:
             hostgc.register(self.options.tag, self.options.root,
-                            [n.bridge for n in self._networks.values() if n.is_bridge])
+                            [n.bridge for n in list(self._networks.values()) if n.is_bridge])
         except OSError as exc:
             log.warning("cannot record this daemon's host objects in %s: %s", hostgc.REGISTRY,
                         exc)
@@ -455,7 +463,8 @@ class NetworkService:
             raise InvalidArgument("IPv6 networks are not supported by berth (EnableIPv6)")
         if body.get("Ingress"):
             raise Forbidden("ingress networks need swarm mode, which berth does not have")
-        if body.get("ConfigOnly") or (body.get("ConfigFrom") or {}).get("Network"):
+        config_from = body.get("ConfigFrom")
+        if body.get("ConfigOnly") or (isinstance(config_from, dict) and config_from.get("Network")):
             raise InvalidArgument("config-only networks (--config-only, --config-from) are not "
                                   "supported")
         if body.get("Scope") not in (None, "", "local"):

@@ -170,6 +170,29 @@ def idle_rss(engines: list[Engine]) -> dict:
 SUITES = ["bench_network.py", "bench_registry.py", "bench_build.py", "bench_core.py"]
 
 
+def micro_suite(scratch: Path) -> list[dict]:
+    """pytest-benchmark micro benchmarks (benchmarks/micro): one row per group,
+    berth's test against the group's `..._reference_<tool>` test."""
+    out = scratch / "micro.json"
+    print("\n== micro (pytest-benchmark)", flush=True)
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(HERE / "micro"), "--benchmark-only",
+                           "-q", "-p", "no:cacheprovider", f"--benchmark-json={out}"])
+    if not out.exists():
+        return [{"workload": "micro benchmarks", "failed": f"pytest exited {proc.returncode}"}]
+    groups: dict[str, dict[str, list[float]]] = {}
+    names: dict[str, str] = {}
+    for bench in json.loads(out.read_text())["benchmarks"]:
+        side = "berth" if "_berth" in bench["name"] else "reference"
+        if side == "reference":
+            names[bench["group"]] = bench["name"].split("_reference_", 1)[-1].replace("_", " ")
+        groups.setdefault(bench["group"], {})[side] = bench["stats"]["data"]
+    rows = [summarise(group, "s", True, samples, reference=names.get(group, "reference"))
+            for group, samples in groups.items()]
+    if proc.returncode != 0:
+        rows.append({"workload": "micro benchmarks", "failed": f"pytest exited {proc.returncode}"})
+    return rows
+
+
 def suite(script_name: str, scratch: Path) -> list[dict]:
     script = HERE / script_name
     out = scratch / (script.stem + ".json")
@@ -231,7 +254,7 @@ def chart(rows: list[dict], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--skip", action="append", default=[], choices=SUITES,
+    parser.add_argument("--skip", action="append", default=[], choices=[*SUITES, "micro"],
                         help="skip one of the suite scripts (repeatable)")
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--update-readme", action="store_true",
@@ -270,6 +293,8 @@ def main() -> int:
         if script_name in args.skip:
             continue
         rows += suite(script_name, suite_scratch)
+    if "micro" not in args.skip:
+        rows += micro_suite(suite_scratch)
     shutil.rmtree(suite_scratch, ignore_errors=True)
 
     out = Path(args.out)

@@ -430,5 +430,23 @@ PRUNE = Command("prune", "[OPTIONS]", "Remove unused images",
                 args=no_args(), run=run_prune)
 
 
-IMAGE = Command("image", short="Manage images",
-                commands=[HISTORY, IMPORT, INSPECT, LOAD, LS, PRUNE, RM, SAVE, TAG])
+_IMAGE_COMMANDS = [HISTORY, IMPORT, INSPECT, LOAD, LS, PRUNE, RM, SAVE, TAG]
+# Members defined in other groups' modules, imported only when asked for.
+_IMAGE_ELSEWHERE = {"build": ("build", "BUILD"), "pull": ("registry", "PULL"),
+                    "push": ("registry", "PUSH")}
+
+
+def _image_member(name: str):
+    for cmd in _IMAGE_COMMANDS:
+        if cmd.name == name or name in cmd.aliases:
+            return cmd
+    where = _IMAGE_ELSEWHERE.get(name)
+    if where is None:
+        return None
+    module = __import__(f"berth_cli.commands.{where[0]}", fromlist=[where[1]])
+    return getattr(module, where[1])
+
+
+IMAGE = Command("image", short="Manage images", lookup=_image_member,
+                listing=lambda: sorted([*_IMAGE_COMMANDS, *map(_image_member, _IMAGE_ELSEWHERE)],
+                                       key=lambda c: c.name))

@@ -23,9 +23,11 @@ UPLOAD_PREFIX = "api-upload-"
 
 
 class Engine:
-    def __init__(self, config: Config, debug: bool = False):
+    def __init__(self, config: Config, debug: bool = False, network_options=None):
         self.config = config
         self.debug = debug
+        # berth.networks.NetworkOptions from berthd's flags (None: defaults and env)
+        self.network_options = network_options
         self.events = EventBus()
         self.db = None  # berth.metadata.Database shared by the services, set by start()
         self.images = None  # berth.images.ImageService, set by start()
@@ -46,8 +48,12 @@ class Engine:
         self.db = Database(self.config.path("metadata.db"))
         self.images = ImageService(self.config, self.events, self.db)
         # Volumes are looked up when needed: that service may be created after this one.
+        from berth.networks import NetworkService
+        networks = NetworkService(self.config, self.events, self.db, options=self.network_options,
+                                  containers=lambda name: self.containers.get(name))
         self.containers = ContainerService(self.config, self.events, self.images, self.db,
-                                           volumes=lambda: getattr(self, "volumes", None))
+                                           volumes=lambda: getattr(self, "volumes", None),
+                                           networks=networks)
         from berth.volumes import VolumeService
         self.volumes = VolumeService(self.config, self.events, self.db)
         self.volumes.set_container_resolver(lambda name: self.containers.get(name).id)

@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="preferred Docker Hub mirror (repeatable)")
     parser.add_argument("--insecure-registry", action="append", default=[], metavar="HOST|CIDR",
                         help="registry reachable over plain HTTP or unverified TLS (repeatable)")
+    from berth.networks.options import add_arguments as add_network_arguments
+    add_network_arguments(parser)
     parser.add_argument("-v", "--version", action="version", version=f"berthd {__version__}")
     return parser.parse_args(argv)
 
@@ -120,7 +122,8 @@ def _remove_socket(path: str, inode: int) -> None:
         pass
 
 
-async def serve(config: Config, sock: socket.socket, debug: bool, registry_options=None) -> None:
+async def serve(config: Config, sock: socket.socket, debug: bool, registry_options=None,
+                network_options=None) -> None:
     import asyncio
     import concurrent.futures
 
@@ -141,7 +144,7 @@ async def serve(config: Config, sock: socket.socket, debug: bool, registry_optio
     # closed terminal must not kill the daemon the CLI started from it.
     loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP received: nothing to reload")
 
-    engine = Engine(config, debug=debug)
+    engine = Engine(config, debug=debug, network_options=network_options)
     if registry_options is not None:
         from berth.api.registry import configure as configure_registry
         configure_registry(engine, registry_options)
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         config = Config.from_env(args.root, args.host)
         from berth.registry.hosts import RegistryOptions
         registry_options = RegistryOptions(args.registry_mirror, args.insecure_registry)
+        from berth.networks.options import from_args as network_options_from_args
+        network_options = network_options_from_args(config.root, args)
         path = config.socket
     except (ValueError, BerthError) as exc:
         print(f"berthd: {exc}", file=sys.stderr)
@@ -185,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         sock = bind_socket(path)
         inode = os.lstat(path).st_ino
         import asyncio
-        asyncio.run(serve(config, sock, args.debug, registry_options))
+        asyncio.run(serve(config, sock, args.debug, registry_options, network_options))
         return 0
     except StartupError as exc:
         log.error("%s", exc)

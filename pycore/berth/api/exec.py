@@ -24,9 +24,9 @@ CLIENT_SETTLE = 0.05
 
 
 def _buffers_hijacked_reads(request: web.Request) -> bool:
-    """Go clients (the docker CLI) keep the bytes read past the headers."""
+    """Go clients (the docker CLI) and berth's CLI keep the bytes read past the headers."""
     agent = request.headers.get("User-Agent", "")
-    return agent.startswith(("Docker-Client/", "Go-http-client/"))
+    return agent.startswith(("Docker-Client/", "Go-http-client/", "berth-cli"))
 
 
 async def create_exec(request: web.Request) -> web.Response:

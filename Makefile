@@ -58,7 +58,7 @@ test-rust:
 	cargo test --release --workspace -q
 
 test-python:
-	$(VPY) -m pytest -q -x --timeout=600 tests
+	$(VPY) -m pytest -q --timeout=600 tests
 
 bench: build $(ROOTFS)
 	$(VPY) benchmarks/run.py --update-readme

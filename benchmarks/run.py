@@ -150,12 +150,16 @@ def fmt(value: float, unit: str) -> str:
     return f"{value:,.1f} {unit}"
 
 
+def fmt_ratio(ratio: float) -> str:
+    return f"{ratio:.3f}x" if ratio < 0.1 else f"{ratio:.2f}x"
+
+
 def print_row(row: dict) -> None:
     if "failed" in row:
         print(f"{row['workload']:<34} FAILED: {row['failed']}", flush=True)
         return
     cells = [fmt(row[e]["median"], row["unit"]) if e in row else "-" for e in ("berth", "reference")]
-    ratio = f"{row['ratio']:.2f}x" if "ratio" in row else "-"
+    ratio = fmt_ratio(row["ratio"]) if "ratio" in row else "-"
     print(f"{row['workload']:<34} {cells[0]:>14} {cells[1]:>14} {ratio:>8}  "
           f"({row.get('reference_name', 'docker')})", flush=True)
 
@@ -186,11 +190,53 @@ def micro_suite(scratch: Path) -> list[dict]:
         if side == "reference":
             names[bench["group"]] = bench["name"].split("_reference_", 1)[-1].replace("_", " ")
         groups.setdefault(bench["group"], {})[side] = bench["stats"]["data"]
-    rows = [summarise(group, "s", True, samples, reference=names.get(group, "reference"))
+    rows = [summarise(f"micro: {group}", "s", True, samples, reference=names.get(group, "reference"))
             for group, samples in groups.items()]
     if proc.returncode != 0:
         rows.append({"workload": "micro benchmarks", "failed": f"pytest exited {proc.returncode}"})
     return rows
+
+
+def core_rows(figures: dict) -> list[dict]:
+    """bench_core.py's figures as rows: throughput for sha256, times otherwise."""
+    rows = []
+    if "sha256" in figures:
+        f = figures["sha256"]
+        rows.append(summarise("sha256 (MB/s)", "MB/s", False,
+                              {"berth": [f["berth_MBps"]], "ref": [f["hashlib_MBps"]]},
+                              reference="hashlib"))
+    if "unpack" in figures:
+        f = figures["unpack"]
+        what = f"unpack {f['layers']} gzip layers ({f['entries']} entries)"
+        rows.append(summarise(what + ", one after another", "s", True,
+                              {"berth": [f["berth_sequential_s"]], "ref": [f["gnu_tar_s"]]},
+                              reference="tar -xzf"))
+        rows.append(summarise(what + ", unpack_layers", "s", True,
+                              {"berth": [f["berth_parallel_s"]], "ref": [f["gnu_tar_s"]]},
+                              reference="tar -xzf one after another"))
+    if "pack" in figures:
+        f = figures["pack"]
+        rows.append(summarise(f"pack {f['source']} gzip", "s", True,
+                              {"berth": [f["gzip_berth_s"]], "ref": [f["gzip_ref_s"]]},
+                              reference="tar | gzip"))
+        if "zstd_ref_s" in f:
+            rows.append(summarise(f"pack {f['source']} zstd", "s", True,
+                                  {"berth": [f["zstd_berth_s"]], "ref": [f["zstd_ref_s"]]},
+                                  reference="tar | zstd"))
+    for row in rows:
+        print_row(row)
+    return rows
+
+
+def render(rows: list[dict], machine: dict, out: Path, readme: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps({"machine": machine, "results": rows}, indent=2))
+    chart(rows, out / "latest.png")
+    table = markdown_table(rows, machine)
+    print("\n" + table)
+    if readme:
+        update_readme(table)
+    print(f"\nwrote {out / 'latest.json'} and {out / 'latest.png'}")
 
 
 def suite(script_name: str, scratch: Path) -> list[dict]:
@@ -199,6 +245,8 @@ def suite(script_name: str, scratch: Path) -> list[dict]:
     print(f"\n== {script_name}", flush=True)
     proc = subprocess.run([sys.executable, str(script), "--json", str(out)])
     rows = json.loads(out.read_text()) if out.exists() else []
+    if isinstance(rows, dict):  # bench_core.py writes its figures, not rows
+        rows = core_rows(rows)
     if proc.returncode != 0 and not any("failed" in r for r in rows):
         rows.append({"workload": script.stem, "failed": f"{script_name} exited {proc.returncode}"})
     return rows
@@ -213,9 +261,9 @@ def markdown_table(rows: list[dict], machine: dict) -> str:
             lines.append(f"| {r['workload']} | failed | | {r['failed'].splitlines()[0][:80]} |")
             continue
         cells = [fmt(r[k]["median"], r["unit"]) if k in r else "-" for k in ("berth", "reference")]
-        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "-"
-        lines.append(f"| {r['workload']} | {cells[0]} | {cells[1]} ({r.get('reference_name', 'docker')}) "
-                     f"| {ratio} |")
+        ratio = fmt_ratio(r["ratio"]) if "ratio" in r else "-"
+        reference = r.get("reference_name", "docker").replace("|", "\\|")
+        lines.append(f"| {r['workload']} | {cells[0]} | {cells[1]} ({reference}) | {ratio} |")
     return "\n".join(lines)
 
 
@@ -297,17 +345,9 @@ def main() -> int:
         rows += micro_suite(suite_scratch)
     shutil.rmtree(suite_scratch, ignore_errors=True)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     machine = {"cpu": _cpu_model(), "cores": _nproc(), "kernel": platform.release(),
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    (out / "latest.json").write_text(json.dumps({"machine": machine, "results": rows}, indent=2))
-    chart(rows, out / "latest.png")
-    table = markdown_table(rows, machine)
-    print("\n" + table)
-    if args.update_readme:
-        update_readme(table)
-    print(f"\nwrote {out / 'latest.json'} and {out / 'latest.png'}")
+    render(rows, machine, Path(args.out), args.update_readme)
     return 1 if any("failed" in r for r in rows) else 0
 
 

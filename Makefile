@@ -6,7 +6,7 @@
 PYTHON      ?= python3
 VENV        := $(CURDIR)/.venv
 VPY         := $(VENV)/bin/python
-DEB_PACKAGES := busybox-static iproute2 iptables docker.io docker-registry skopeo apache2-utils tini ca-certificates
+DEB_PACKAGES := python3-venv busybox-static iproute2 iptables docker.io docker-registry skopeo apache2-utils tini ca-certificates
 DEMO_ROOT   ?= /var/lib/berth
 DEMO_HOST   ?= unix:///run/berth/berth.sock
 ROOTFS      := examples/busybox/rootfs.tar

@@ -523,43 +523,45 @@ pub fn pivot(root: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
-/// Docker's masked paths: a directory gets an empty read-only tmpfs, anything else
-/// /dev/null; paths missing in this kernel are skipped. Runs after pivot_root.
-pub fn mask_paths(paths: &[String]) -> Result<()> {
+/// Run `f` on each of `paths` that exists, resolved inside the (pivoted) root;
+/// paths missing in this kernel are skipped. `f` gets the path, its fd and the
+/// root's fd.
+fn for_each_existing(paths: &[String], mut f: impl FnMut(&str, OwnedFd, RawFd) -> Result<()>) -> Result<()> {
     let root = sys::open("/", libc::O_PATH | libc::O_DIRECTORY).ctx("open /")?;
     for p in paths {
-        let fd = match resolve_in_root(root.as_raw_fd(), p, None) {
-            Ok(fd) => fd,
+        match resolve_in_root(root.as_raw_fd(), p, None) {
+            Ok(fd) => f(p, fd, root.as_raw_fd())?,
             Err(e) if e.errno() == Some(libc::ENOENT) => continue,
             Err(e) => return Err(e),
-        };
-        let target = sys::fd_path(&fd);
-        let st = sys::fstat(fd.as_raw_fd()).with_ctx(|| format!("stat {p}"))?;
-        if sys::is_dir(&st) {
-            sys::mount(Some("tmpfs"), &target, Some("tmpfs"), libc::MS_RDONLY, Some("size=0")).with_ctx(|| format!("mask {p}"))?;
-        } else {
-            sys::mount(Some("/dev/null"), &target, None, libc::MS_BIND, None).with_ctx(|| format!("mask {p}"))?;
         }
     }
     Ok(())
 }
 
+/// Docker's masked paths: a directory gets an empty read-only tmpfs, anything else
+/// /dev/null. Runs after pivot_root.
+pub fn mask_paths(paths: &[String]) -> Result<()> {
+    for_each_existing(paths, |p, fd, _| {
+        let target = sys::fd_path(&fd);
+        let st = sys::fstat(fd.as_raw_fd()).with_ctx(|| format!("stat {p}"))?;
+        if sys::is_dir(&st) {
+            sys::mount(Some("tmpfs"), &target, Some("tmpfs"), libc::MS_RDONLY, Some("size=0")).with_ctx(|| format!("mask {p}"))
+        } else {
+            sys::mount(Some("/dev/null"), &target, None, libc::MS_BIND, None).with_ctx(|| format!("mask {p}"))
+        }
+    })
+}
+
 /// Docker's read-only paths (/proc/sys, /proc/sysrq-trigger...): bind each on
 /// itself, then remount read-only.
 pub fn readonly_paths(paths: &[String]) -> Result<()> {
-    let root = sys::open("/", libc::O_PATH | libc::O_DIRECTORY).ctx("open /")?;
-    for p in paths {
-        let fd = match resolve_in_root(root.as_raw_fd(), p, None) {
-            Ok(fd) => fd,
-            Err(e) if e.errno() == Some(libc::ENOENT) => continue,
-            Err(e) => return Err(e),
-        };
+    for_each_existing(paths, |p, fd, root| {
         let target = sys::fd_path(&fd);
         sys::mount(Some(&target), &target, None, libc::MS_BIND | libc::MS_REC, None).with_ctx(|| format!("bind {p}"))?;
-        let fd = resolve_in_root(root.as_raw_fd(), p, None)?;
-        remount(&sys::fd_path(&fd), libc::MS_RDONLY).with_ctx(|| format!("make {p} read-only"))?;
-    }
-    Ok(())
+        // Resolved again: the bind mount now covers what the first fd saw.
+        let fd = resolve_in_root(root, p, None)?;
+        remount(&sys::fd_path(&fd), libc::MS_RDONLY).with_ctx(|| format!("make {p} read-only"))
+    })
 }
 
 #[cfg(test)]

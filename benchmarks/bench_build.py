@@ -30,7 +30,6 @@ benchmarks/run.py.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -45,7 +44,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from engines import Berth, Docker, Engine  # noqa: E402
-from run import print_row, summarise  # noqa: E402
+from run import finish, print_row, summarise  # noqa: E402
 
 ROOTFS = REPO / "examples" / "busybox" / "rootfs.tar"
 # Directories copied into the context, one COPY layer each (the first that exists).
@@ -200,9 +199,7 @@ def main() -> int:
         for engine in engines:
             engine.stop()
         shutil.rmtree(scratch, ignore_errors=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
-    return 1 if any("failed" in r for r in rows) else 0
+    return finish(rows, args.json)
 
 
 if __name__ == "__main__":

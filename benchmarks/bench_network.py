@@ -20,11 +20,9 @@ writes the rows in the shape of ``summarise()`` in benchmarks/run.py.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
-import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,17 +32,12 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from engines import Berth, Docker, Engine  # noqa: E402
-from run import print_row, summarise  # noqa: E402
+from run import finish, print_row, summarise, timed  # noqa: E402
 
 ROOTFS = REPO / "examples" / "busybox" / "rootfs.tar"
 IMAGE = "berth-bench/netbox:latest"
 NETWORK = "benchnet"
 
-
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def run_true(*extra: str):
@@ -130,9 +123,7 @@ def main() -> int:
             finally:
                 engine.stop()
         shutil.rmtree(scratch, ignore_errors=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
-    return 1 if any("failed" in r for r in rows) else 0
+    return finish(rows, args.json)
 
 
 if __name__ == "__main__":

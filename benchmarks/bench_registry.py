@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from engines import Berth, Docker, Engine  # noqa: E402
-from run import print_row, summarise  # noqa: E402
+from run import finish, print_row, summarise, timed  # noqa: E402
 
 # Directories copied into layers, one layer each (skipped when missing).
 LAYER_SOURCES = [
@@ -165,11 +165,6 @@ class Registry:
 
 # -- workloads ------------------------------------------------------------------------
 
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
 
 def empty_store(engine: Engine, refs: list[str]) -> None:
     engine.run("rmi", "-f", *refs, check=False)
@@ -282,9 +277,7 @@ def main() -> int:
         if seed is not None:
             seed.stop()
         shutil.rmtree(scratch, ignore_errors=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
-    return 1 if any("failed" in r for r in rows) else 0
+    return finish(rows, args.json)
 
 
 if __name__ == "__main__":

@@ -150,6 +150,14 @@ def fmt(value: float, unit: str) -> str:
     return f"{value:,.1f} {unit}"
 
 
+def finish(rows: list[dict], json_path: str | None) -> int:
+    """End of a suite script: its rows to --json, and a failing exit status
+    when any workload failed."""
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=2))
+    return 1 if any("failed" in r for r in rows) else 0
+
+
 def fmt_ratio(ratio: float) -> str:
     return f"{ratio:.3f}x" if ratio < 0.1 else f"{ratio:.2f}x"
 

@@ -40,6 +40,8 @@ build: deps venv
 	cargo build --release -q -p berth-monitor
 	install -m 0755 target/release/berth-monitor $(VENV)/bin/berth-monitor
 	$(VPY) -m pip install -q --no-build-isolation -e cli
+	# pip's `berth` script starts Python with site; ours (-S) starts faster.
+	$(VPY) -m berth_cli.launcher $(VENV)/bin/berth
 	# Bytecode ahead of time: the CLI runs thousands of times in scripts, and
 	# PYTHONDONTWRITEBYTECODE environments would otherwise compile on every start.
 	$(VPY) -m compileall -q cli/berth_cli pycore/berth

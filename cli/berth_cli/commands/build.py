@@ -66,7 +66,9 @@ def _context_tar(root: str, dockerfile: str | None, out,
     Dockerfile outside the context (or given as bytes) is added under a
     private name, which is returned."""
     import tarfile
+    from ..engine import import_site
     matcher = None
+    import_site()
     try:
         from berth.builder.ignore import PatternMatcher, read_ignore
         try:

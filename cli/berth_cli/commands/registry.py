@@ -324,6 +324,8 @@ DEFAULT_REGISTRY_ROOT = "/var/lib/berth-registry"
 
 
 def run_serve(cli, opts, args) -> int:
+    from ..engine import import_site
+    import_site()
     try:
         import logging
 

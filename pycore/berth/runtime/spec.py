@@ -20,7 +20,7 @@ there). Shape, camelCase keys::
                (net "none" = new with lo up); the mount namespace is always new
     maskedPaths, readonlyPaths   (filled with Docker's defaults by write_spec when
                absent; give [] for --privileged)
-    cgroupPaths: directories whose cgroup.procs the process joins
+    cgroupPaths: cgroup directories the process joins (v1 `tasks`, v2 cgroup.procs)
     logPath:   json-file log; stopSignal: number
     devices:   [{path (under /dev), type "c"|"b", major, minor, fileMode, uid, gid}]
     sysctl:    {"net.core.somaxconn": "1024"} (namespaced ones; set before /proc/sys

@@ -119,11 +119,15 @@ fn early_process_setup(stdio: &ChildStdio) -> Result<()> {
     Ok(())
 }
 
-/// Join the daemon-made cgroups: "0" means the writing process, in v1 and v2.
+/// Join the daemon-made cgroups; "0" means the writing process. Callers are single-
+/// threaded, so in v1 writing to `tasks` moves the whole process, and the kernel then
+/// skips the global threadgroup lock whose RCU grace period makes a `cgroup.procs`
+/// write cost 5-20 ms. v2 refuses moving one thread across domains: cgroup.procs.
 fn join_cgroups(paths: &[String]) -> Result<()> {
     for p in paths {
-        let procs = format!("{}/cgroup.procs", p.trim_end_matches('/'));
-        sys::write_file(&procs, "0").with_ctx(|| format!("join cgroup {p}"))?;
+        let p = p.trim_end_matches('/');
+        let file = if sys::is_cgroup2(p) { "cgroup.procs" } else { "tasks" };
+        sys::write_file(&format!("{p}/{file}"), "0").with_ctx(|| format!("join cgroup {p}"))?;
     }
     Ok(())
 }

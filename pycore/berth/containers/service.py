@@ -263,15 +263,12 @@ class ContainerService:
             raise InvalidArgument("No image was specified for the container (config.Image)")
         if name:
             name = names.normalize(name)
-        image_id = await asyncio.to_thread(self.images.resolve, image_ref)
-        image_cfg = await asyncio.to_thread(self.images.image_config, image_id)
+        image_id, image_cfg, layers, lowerdirs = await asyncio.to_thread(self._image_parts, image_ref)
         merged = cfg.merge_image_config(config, image_cfg.container_config)
         path, args = cfg.command_of(merged)
         if host_config.get("NetworkMode", "").startswith("container:"):
             other = self.get(host_config["NetworkMode"].split(":", 1)[1])
             host_config["NetworkMode"] = f"container:{other.id}"
-        layers = await asyncio.to_thread(self.images.layer_chain_ids, image_id)
-        lowerdirs = await asyncio.to_thread(self.images.lowerdirs, image_id)
         with self._lock:
             cid = _new_id(lambda v: v in self._containers)
             if not name:
@@ -287,9 +284,6 @@ class ContainerService:
         try:
             await self.networks.register(c)
             await asyncio.to_thread(self._create_files, c, image_cfg.container_config, volumes)
-            await asyncio.to_thread(self.db.execute,
-                                    "UPDATE containers SET complete=1, record=? WHERE id=?",
-                                    (c.to_record(), c.id))
         except BaseException:
             await self._network_forget(c.id)
             await asyncio.to_thread(self._discard_half_created, c.id, c.name, volumes)
@@ -319,7 +313,14 @@ class ContainerService:
                        f'"{existing}". You have to remove (or rename) that container to be able '
                        "to reuse that name.")
 
+    def _image_parts(self, image_ref: str):
+        """Worker: (ID, config, layer chain IDs, lowerdirs) of the image to run."""
+        image_id = self.images.resolve(image_ref)
+        return (image_id, self.images.image_config(image_id),
+                self.images.layer_chain_ids(image_id), self.images.lowerdirs(image_id))
+
     def _create_files(self, c: Container, image_config: dict, volumes) -> None:
+        """Worker: the bundle, volumes and /etc files; then the record is complete."""
         os.makedirs(c.bundle, mode=0o710)
         for d in (c.upperdir, c.workdir, c.rootfs):
             os.mkdir(d, 0o755)
@@ -336,6 +337,8 @@ class ContainerService:
             mount_points = getattr(volumes, "mount_points", None)
             if mount_points is not None:
                 c.mounts = list(mount_points(c.id) or [])
+        self.db.execute("UPDATE containers SET complete=1, record=? WHERE id=?",
+                        (c.to_record(), c.id))
 
     def _discard_half_created(self, cid: str, name: str, volumes) -> None:
         if volumes is not None:
@@ -381,14 +384,9 @@ class ContainerService:
 
     async def _start_locked(self, c: Container) -> None:
         resources = cfg.resources_of(c.host_config)
-        await asyncio.to_thread(self._remove_cgroup_quietly, c.id)
-        paths = await asyncio.to_thread(self.cgroups.create, c.id, resources)
         try:
             netns = await self.networks.prepare(c)
-            spec = spec_mod.build(c, paths, self._netns_of)
-            spec["namespaces"]["net"] = netns
-            await asyncio.to_thread(runtime.write_spec, c.bundle, spec)
-            await asyncio.to_thread(runtime.spawn_monitor, c.bundle)
+            await asyncio.to_thread(self._launch, c, resources, netns)
         except BaseException as exc:
             await self._network_release(c.id)
             await asyncio.to_thread(self._remove_cgroup_quietly, c.id)
@@ -417,10 +415,22 @@ class ContainerService:
         c.state = State(status=RUNNING, pid=pid, started_ns=c.state.started_ns,
                         finished_ns=c.state.finished_ns, has_been_started=True,
                         manually_stopped=False)
-        await self._persist(c)
+        # Not awaited: memory is what the API answers from, writes land in order,
+        # and a crash before this one lands is what reconcile at start-up repairs.
+        self._save(c).add_done_callback(_log_save_failure)
         self._event(c, "start")
         self._watch(c)
         self._volumes_hook("container_started", c)
+
+    def _launch(self, c: Container, resources, netns: str) -> None:
+        """Worker: fresh cgroups, the spec, and the monitor that creates the process
+        (stopped before exec). One thread hop: each costs the run path time."""
+        self._remove_cgroup_quietly(c.id)
+        paths = self.cgroups.create(c.id, resources)
+        spec = spec_mod.build(c, paths, self._netns_of)
+        spec["namespaces"]["net"] = netns
+        runtime.write_spec(c.bundle, spec)
+        runtime.spawn_monitor(c.bundle)
 
     def _volumes_hook(self, name: str, c: Container) -> None:
         """Tell the volumes service (its mount/unmount events)."""
@@ -519,9 +529,8 @@ class ContainerService:
         if c.id not in self._containers:
             return
         was_paused = c.status == PAUSED
-        oom = bool(record and record.get("oomKilled"))
-        if not oom:
-            oom = await asyncio.to_thread(self.cgroups.oom_killed, c.id)
+        oom = await asyncio.to_thread(self._release_cgroups, c.id, was_paused,
+                                      bool(record and record.get("oomKilled")))
         if record is None:
             code, error = EXIT_UNKNOWN, "the container's monitor died without recording its exit"
         else:
@@ -532,11 +541,8 @@ class ContainerService:
         c.state.error = error
         c.state.oom_killed = oom
         c.state.finished_ns = _finished_ns(record)
-        if was_paused:
-            await asyncio.to_thread(self._thaw_quietly, c.id)
         await self._network_release(c.id)
-        await asyncio.to_thread(self._remove_cgroup_quietly, c.id)
-        await self._persist(c)
+        self._save(c).add_done_callback(_log_save_failure)  # in order; see _start_locked
         if oom:
             self._event(c, "oom")
         self._event(c, "die", exitCode=str(code))
@@ -547,6 +553,16 @@ class ContainerService:
             self.spawn_task(self._auto_remove(c))
         elif self._should_restart(c):
             self._schedule_restart(c)
+
+    def _release_cgroups(self, cid: str, was_paused: bool, oom: bool) -> bool:
+        """Worker, after an exit: whether the OOM killer struck (the monitor's
+        record or the cgroup says so), then the cgroups go."""
+        if not oom:
+            oom = self.cgroups.oom_killed(cid)
+        if was_paused:
+            self._thaw_quietly(cid)
+        self._remove_cgroup_quietly(cid)
+        return oom
 
     def _thaw_quietly(self, cid: str) -> None:
         with contextlib.suppress(BerthError, OSError):
@@ -748,7 +764,7 @@ class ContainerService:
                 return
             self._cancel_restart(c)
             c.state.status = REMOVING
-            await self._persist(c)
+            self._save(c).add_done_callback(_log_save_failure)  # lands before the DELETE or is moot
             await asyncio.to_thread(self._destroy, c, volumes)
             await self._network_forget(c.id)
             self._forget(c)
@@ -1224,6 +1240,12 @@ class ContainerService:
     def inspect(self, name_or_id: str, size: bool = False) -> dict[str, Any]:
         from .listing import inspect
         return inspect(self, self.get(name_or_id), size)
+
+
+def _log_save_failure(fut: concurrent.futures.Future) -> None:
+    exc = fut.exception()
+    if exc is not None:
+        log.error("saving a container record failed: %s", exc)
 
 
 def _finished_ns(record: dict | None) -> int:

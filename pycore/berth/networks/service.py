@@ -759,8 +759,7 @@ class NetworkService:
         if nets[0].driver in (HOST, NULL):
             ep = eps[0]
             ep.endpoint_id = _new_id()
-            await self._run(self._save_endpoint, ep)
-            await self._run(self._write_files, c, nets[0].driver == HOST)
+            await self._run(self._save_and_write_files, ep, c, nets[0].driver == HOST)
             self.events.publish("network", "connect", nets[0].id,
                                 {"container": c.id, "name": nets[0].name, "type": nets[0].driver})
             return "host" if nets[0].driver == HOST else "none"
@@ -1089,6 +1088,11 @@ class NetworkService:
             servers = dnsmod.read_nameservers(path)
             self._resolv_cache = (mtime, servers, text)
         return servers, text
+
+    def _save_and_write_files(self, ep: Endpoint, c, host_network: bool) -> None:
+        """Worker: the endpoint of a host or none container, then its /etc files."""
+        self._save_endpoint(ep)
+        self._write_files(c, host_network)
 
     def _write_files(self, c, host_network: bool, eps: list[Endpoint] | None = None) -> None:
         """Worker: the container's hosts, hostname and resolv.conf (``eps``: its

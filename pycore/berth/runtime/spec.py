@@ -186,7 +186,9 @@ def write_spec(bundle: str | os.PathLike, spec: dict[str, Any]) -> str:
     spec.setdefault("readonlyPaths", list(DEFAULT_READONLY_PATHS))
     bundle = os.fspath(bundle)
     os.makedirs(bundle, exist_ok=True)
-    return write_json_atomic(os.path.join(bundle, "spec.json"), spec)
+    # No fsync: a spec is written again on every start, and after a power loss
+    # there is no running process that one could describe.
+    return write_json_atomic(os.path.join(bundle, "spec.json"), spec, sync=False)
 
 
 def read_spec(bundle: str | os.PathLike) -> dict[str, Any]:
@@ -194,11 +196,12 @@ def read_spec(bundle: str | os.PathLike) -> dict[str, Any]:
         return json.load(f)
 
 
-def write_json_atomic(path: str, data: Any) -> str:
+def write_json_atomic(path: str, data: Any, sync: bool = True) -> str:
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
     os.rename(tmp, path)
     return path

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from berth.images.timefmt import format_rfc3339nano
@@ -173,7 +173,7 @@ class Container:
 
     def to_record(self) -> str:
         data = {k: getattr(self, k) for k in self._RECORD_FIELDS}
-        data["state"] = asdict(self.state)
+        data["state"] = dict(vars(self.state))  # flat: asdict's deep copy is not needed
         return json.dumps(data)
 
     @classmethod

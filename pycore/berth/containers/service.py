@@ -434,6 +434,8 @@ class ContainerService:
 
     def _volumes_hook(self, name: str, c: Container) -> None:
         """Tell the volumes service (its mount/unmount events)."""
+        if not any(m.get("Type") == "volume" for m in c.mounts):
+            return  # no volume to tell about: spare the run path a query
         hook = getattr(self._volumes(), name, None)
         if hook is not None:
             try:

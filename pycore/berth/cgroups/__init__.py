@@ -176,6 +176,7 @@ class CgroupManager:
         self.parent = parent.strip("/")
         self.mount = mount
         self.version = version or detect_version(mount)
+        self._v1_bases: list[str] | None = None  # "<mount>/<controller>/<parent>/"
         if self.version == 1:
             self.controllers = [c for c in V1_CONTROLLERS
                                 if os.path.isdir(os.path.join(mount, c))]
@@ -191,7 +192,10 @@ class CgroupManager:
         """Every directory the container's pid must be written into."""
         if self.version == 2:
             return [self.path(container_id)]
-        return [self.path(container_id, c) for c in self.controllers]
+        bases = self._v1_bases
+        if bases is None:
+            bases = self._v1_bases = [self.path("", c) for c in self.controllers]
+        return [base + container_id for base in bases]
 
     # --- lifecycle -------------------------------------------------------------
 

@@ -8,6 +8,7 @@ the container exists.
 from __future__ import annotations
 
 import copy
+import json
 import resource
 from typing import Any
 
@@ -128,7 +129,12 @@ def split_body(body: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any
     config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
     host_config = _obj(body.get("HostConfig"), "HostConfig")
     networking = _obj(body.get("NetworkingConfig"), "NetworkingConfig")
-    return copy.deepcopy(config), copy.deepcopy(host_config), copy.deepcopy(networking)
+    return _copy_json(config), _copy_json(host_config), _copy_json(networking)
+
+
+def _copy_json(value: Any) -> Any:
+    """A deep copy of decoded JSON (C speed; copy.deepcopy is ~10x slower on the run path)."""
+    return json.loads(json.dumps(value))
 
 
 def merge_image_config(config: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:

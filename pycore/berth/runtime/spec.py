@@ -199,7 +199,7 @@ def read_spec(bundle: str | os.PathLike) -> dict[str, Any]:
 def write_json_atomic(path: str, data: Any, sync: bool = True) -> str:
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(data, f)
+        f.write(json.dumps(data))  # json.dump would use the pure-Python encoder
         if sync:
             f.flush()
             os.fsync(f.fileno())

@@ -86,6 +86,10 @@ struct Monitor {
     oom_before: u64,
     /// Field 22 of /proc/<pid>/stat: tells a reused pid from ours after we die.
     pid_start_time: Option<u64>,
+    /// The container's mount namespace, held so that its teardown happens here
+    /// after the exit is reported, not in the exiting process before it: the
+    /// overlay's unmount syncs the whole upper filesystem, which can take long.
+    mount_ns: Option<OwnedFd>,
 }
 
 /// Report to the invoking process: "ok <json>" or "error <json>".
@@ -302,6 +306,11 @@ fn create(mode: &Mode, sigfd: OwnedFd) -> Result<Monitor, Error> {
         oom_before: oom_kills(&cgroup_paths),
         pid_start_time: pid_start_time(pid),
         cgroup_paths,
+        mount_ns: match mode {
+            // Best effort: without it the teardown is merely on the exit path.
+            Mode::Container { .. } => sys::open(&format!("/proc/{pid}/ns/mnt"), libc::O_RDONLY).ok(),
+            Mode::Exec { .. } => None,
+        },
     };
     write_atomic("monitor.pid", format!("{}\n", std::process::id()).as_bytes())
         .map_err(|e| Error::io("write monitor.pid", e))?;
@@ -824,6 +833,7 @@ impl Monitor {
             }
         }
         self.write_state();
+        self.mount_ns = None; // the namespace goes now, the clients already know
         sync_durably("exit.json");
         // Clients get all their frames as long as they keep reading.
         let mut deadline = now_ms() + CLIENT_STALL_MS;

@@ -204,16 +204,25 @@ class CgroupManager:
         paths to join. On failure nothing is left behind."""
         resources.validate()
         try:
-            self._ensure_parent()
-            for path in self.paths(container_id):
-                os.makedirs(path, exist_ok=True)
-                if self.version == 1 and "/cpuset/" in path:
-                    self._inherit_cpuset(path)
+            try:
+                self._make_dirs(container_id)
+            except FileNotFoundError:  # the parent first (once per daemon, usually)
+                self._ensure_parent()
+                self._make_dirs(container_id)
             self.apply(container_id, resources)
         except BaseException:
             self.remove(container_id)
             raise
         return self.paths(container_id)
+
+    def _make_dirs(self, container_id: str) -> None:
+        for path in self.paths(container_id):
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                pass
+            if self.version == 1 and "/cpuset/" in path:
+                self._inherit_cpuset(path)
 
     def _ensure_parent(self) -> None:
         if self.version == 2:
@@ -300,9 +309,10 @@ class CgroupManager:
         that is still busy after `timeout` is left and reported."""
         deadline = time.monotonic() + timeout
         for path in self.paths(container_id):
-            while os.path.isdir(path):
+            while True:
                 try:
                     os.rmdir(path)
+                    break
                 except OSError as exc:
                     if exc.errno == errno.ENOENT:
                         break

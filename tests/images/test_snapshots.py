@@ -22,6 +22,21 @@ def snapshots(workdir: Path) -> SnapshotStore:
     return SnapshotStore(str(workdir / "snapshots"), Database(str(workdir / "metadata.db")))
 
 
+def inode_flags(path) -> int | None:
+    """FS_IOC_GETFLAGS of a directory, None where the filesystem has none."""
+    import array
+    import fcntl
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, 0x80086601, flags, True)
+        return flags[0]
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def entries(snapshots: SnapshotStore) -> list[str]:
     return sorted(os.listdir(snapshots.root))
 
@@ -203,3 +218,20 @@ def test_crash_leftovers_are_found_and_removed(snapshots, workdir):
     # A missing directory is unpacked again by the next prepare.
     again = snapshots.prepare(str(workdir / "lost.tar"), diff_id=sha256(lost))
     assert Path(again.path, "g").read_text() == "2"
+
+
+def test_snapshot_root_is_the_top_of_unrelated_trees(snapshots, workdir):
+    # ext4 then places each snapshot in a block group of its own choosing
+    # (chattr +T), away from trees that were just deleted.
+    flags = inode_flags(snapshots.root)
+    if flags is None:
+        pytest.skip("the filesystem has no inode flags")
+    assert flags & 0x00020000, f"FS_TOPDIR_FL not set on {snapshots.root}: flags {flags:#x}"
+    # Idempotent, and the store still works on top of it.
+    SnapshotStore(snapshots.root, Database(str(workdir / "metadata.db")))
+    assert inode_flags(snapshots.root) == flags
+    tar = layer_tar({"etc": None, "etc/hostname": "box\n"})
+    blob = workdir / "layer.tar"
+    blob.write_bytes(tar)
+    snap = snapshots.prepare(str(blob), diff_id=sha256(tar))
+    assert Path(snap.path, "etc/hostname").read_text() == "box\n"

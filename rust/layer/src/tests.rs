@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -267,7 +267,25 @@ fn unpack_layers_keeps_job_order() {
     assert!(results[4].is_err());
 }
 
-/// Everything visible of a tree: path -> (type, mode, content or link, inode group).
+/// A path's xattrs of the namespaces a layer can carry, sorted: " name=value...".
+fn xattrs_of(p: &Path) -> String {
+    let mut names = vec![0u8; 4096];
+    let n = rustix::fs::llistxattr(p, &mut names).unwrap_or(0);
+    let mut out: Vec<String> = names[..n]
+        .split(|&b| b == 0)
+        .filter(|k| !k.is_empty() && !k.starts_with(b"security."))
+        .map(|k| {
+            let mut v = vec![0u8; 4096];
+            let len = rustix::fs::lgetxattr(p, k, &mut v).unwrap_or(0);
+            format!(" {}={:?}", String::from_utf8_lossy(k), &v[..len])
+        })
+        .collect();
+    out.sort();
+    out.concat()
+}
+
+/// Everything visible of a tree: path -> (type, mode, content or link, inode
+/// group, owner, time, xattrs).
 fn snapshot(root: &Path) -> Vec<(String, String)> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>, inodes: &mut Vec<u64>) {
         let mut names: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -293,6 +311,11 @@ fn snapshot(root: &Path) -> Vec<(String, String)> {
             } else {
                 format!("other {:o} {}", m.mode(), m.rdev())
             };
+            // Left out: directory times (a failed unpack never sets them) and
+            // whiteouts' (they keep their creation time, as with Docker).
+            let whiteout = m.file_type().is_char_device() && m.rdev() == 0;
+            let time = if m.is_dir() || whiteout { String::new() } else { format!(" t{}.{}", m.mtime(), m.mtime_nsec()) };
+            let what = format!("{what} {}:{}{time}{}", m.uid(), m.gid(), xattrs_of(&p));
             out.push((rel, what));
             if m.is_dir() {
                 walk(root, &p, out, inodes);
@@ -372,4 +395,166 @@ fn file_workers_keep_the_order_of_a_sequential_unpack() {
         }
     }
     assert!(completed >= 30, "only {completed} of 40 random layers unpacked: the test lost its teeth");
+}
+
+/// One entry of a layer with its metadata spelled out.
+struct Spec {
+    name: &'static str,
+    kind: T,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+    data: &'static [u8],
+    xattrs: &'static [(&'static str, &'static [u8])],
+}
+
+fn spec(name: &'static str, kind: T, mode: u32, owner: (u64, u64), data: &'static [u8]) -> Spec {
+    Spec { name, kind, mode, uid: owner.0, gid: owner.1, mtime: 1_600_000_000 + name.len() as u64, data, xattrs: &[] }
+}
+
+fn tar_of_specs(specs: &[Spec]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in specs {
+        if !e.xattrs.is_empty() {
+            let keys: Vec<(String, &[u8])> = e.xattrs.iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v)).collect();
+            b.append_pax_extensions(keys.iter().map(|(k, v)| (k.as_str(), *v))).unwrap();
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_path(e.name).unwrap();
+        h.set_entry_type(e.kind);
+        h.set_mode(e.mode);
+        h.set_uid(e.uid);
+        h.set_gid(e.gid);
+        h.set_mtime(e.mtime);
+        if e.kind.is_symlink() || e.kind.is_hard_link() {
+            h.set_link_name_literal(e.data).unwrap();
+            h.set_size(0);
+            h.set_cksum();
+            b.append(&h, &[][..]).unwrap();
+        } else {
+            h.set_size(e.data.len() as u64);
+            h.set_cksum();
+            b.append(&h, e.data).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// A POSIX ACL xattr value (version 2): u::rw-, g::---, o::--- . As a default
+/// ACL it makes new files 0600 whatever mode they are created with.
+const ACL_OWNER_ONLY: &[u8] = &[
+    2, 0, 0, 0, // version
+    0x01, 0, 6, 0, 0xff, 0xff, 0xff, 0xff, // ACL_USER_OBJ rw-
+    0x04, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, // ACL_GROUP_OBJ ---
+    0x20, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, // ACL_OTHER ---
+];
+
+/// Each entry's mode, owner (as root), time and xattrs as the tar has them,
+/// whatever the create mode, umask, setgid parents and default ACLs would give.
+fn assert_metadata_as_in_tar(root: &Path, specs: &[Spec]) {
+    for e in specs {
+        if e.kind.is_hard_link() || e.name.contains(".wh.") {
+            continue;
+        }
+        let p = root.join(e.name.trim_end_matches('/'));
+        let m = fs::symlink_metadata(&p).unwrap_or_else(|err| panic!("{}: {err}", e.name));
+        if !e.kind.is_symlink() {
+            assert_eq!(m.mode() & 0o7777, e.mode, "mode of {}", e.name);
+        }
+        if is_root() {
+            assert_eq!((m.uid() as u64, m.gid() as u64), (e.uid, e.gid), "owner of {}", e.name);
+        }
+        assert_eq!(m.mtime() as u64, e.mtime, "mtime of {}", e.name);
+        for (k, v) in e.xattrs {
+            let mut buf = vec![0u8; 256];
+            let n = rustix::fs::lgetxattr(&p, *k, &mut buf).unwrap_or_else(|err| panic!("{k} of {}: {err}", e.name));
+            assert_eq!(&buf[..n], *v, "{k} of {}", e.name);
+        }
+        if e.kind == T::Regular {
+            assert_eq!(fs::read(&p).unwrap(), e.data, "content of {}", e.name);
+        }
+    }
+}
+
+#[test]
+fn metadata_is_exact_whatever_the_creation_defaults() {
+    // Modes inside and outside the umask, special bits, other owners, a
+    // setgid directory (its files would take its group), a default ACL (its
+    // files would take its mode): the skipped chown/chmod must never show.
+    let me = (rustix::process::geteuid().as_raw() as u64, rustix::process::getegid().as_raw() as u64);
+    let other = if is_root() { (1000, 1001) } else { me };
+    // One layer per case: once a layer has a setgid directory or a default
+    // ACL, nothing is skipped for the rest of it.
+    let plain = vec![
+        spec("plain/", T::Directory, 0o755, me, b""),
+        spec("plain/rw", T::Regular, 0o644, me, b"a"),
+        spec("plain/exec", T::Regular, 0o755, me, b"b"),
+        spec("plain/ro", T::Regular, 0o444, me, b"c"),
+        spec("plain/none", T::Regular, 0o000, me, b"d"),
+        spec("plain/wide", T::Regular, 0o666, me, b"e"),
+        spec("plain/suid", T::Regular, 0o4755, me, b"f"),
+        spec("plain/theirs", T::Regular, 0o640, other, b"g"),
+        spec("plain/sub/", T::Directory, 0o750, other, b""),
+        spec("plain/sub/f", T::Regular, 0o600, me, b"h"),
+        spec("plain/link", T::Symlink, 0o777, other, b"rw"),
+        spec("plain/hard", T::Link, 0o644, me, b"plain/rw"),
+        spec("plain/rodir/", T::Directory, 0o555, me, b""),
+        spec("plain/rodir/f", T::Regular, 0o644, me, b"i"),
+        Spec { xattrs: &[("user.note", b"v\x00w")], ..spec("plain/attr", T::Regular, 0o644, me, b"n") },
+    ];
+    let setgid = vec![
+        spec("early", T::Regular, 0o644, me, b"o"),
+        spec("group/", T::Directory, 0o2775, other, b""),
+        spec("group/f", T::Regular, 0o644, me, b"j"),
+        spec("group/d/", T::Directory, 0o755, me, b""),
+        spec("group/d/f", T::Regular, 0o644, me, b"k"),
+        spec("group/l", T::Symlink, 0o777, me, b"f"),
+    ];
+    let acl = vec![
+        spec("early", T::Regular, 0o644, me, b"o"),
+        Spec { xattrs: &[("system.posix_acl_default", ACL_OWNER_ONLY)], ..spec("acl/", T::Directory, 0o755, me, b"") },
+        spec("acl/f", T::Regular, 0o644, me, b"l"),
+        spec("acl/x", T::Regular, 0o755, me, b"m"),
+        spec("acl/sub/", T::Directory, 0o755, me, b""),
+        spec("acl/sub/f", T::Regular, 0o644, me, b"p"),
+    ];
+    let t = TempDir::new();
+    for (case, specs) in [("plain", plain), ("setgid", setgid), ("acl", acl)] {
+        let src = t.0.join(format!("{case}.tar"));
+        fs::write(&src, tar_of_specs(&specs)).unwrap();
+        let mut trees = Vec::new();
+        for workers in [0, 1, 3] {
+            let root = t.0.join(format!("{case}-{workers}"));
+            let opts = UnpackOptions { file_workers: Some(workers), ..Default::default() };
+            unpack_layer_path(&src, &root, &opts).unwrap();
+            assert_metadata_as_in_tar(&root, &specs);
+            trees.push(snapshot(&root));
+        }
+        assert_eq!(trees[0], trees[1], "{case}");
+        assert_eq!(trees[0], trees[2], "{case}");
+    }
+}
+
+#[test]
+fn a_target_that_is_not_empty_gets_owners_and_modes_set() {
+    if !is_root() {
+        return; // a setgid directory of another group needs chown
+    }
+    // A directory already there may pass its group on: nothing is assumed.
+    let t = TempDir::new();
+    let root = t.0.join("root");
+    fs::create_dir_all(root.join("shared")).unwrap();
+    std::os::unix::fs::chown(root.join("shared"), Some(0), Some(4242)).unwrap();
+    fs::set_permissions(root.join("shared"), fs::Permissions::from_mode(0o2777)).unwrap();
+    let specs = vec![spec("shared/f", T::Regular, 0o644, (0, 0), b"x"), spec("shared/g", T::Regular, 0o600, (0, 0), b"y")];
+    let src = t.0.join("layer.tar");
+    fs::write(&src, tar_of_specs(&specs)).unwrap();
+    for workers in [0, 2] {
+        let opts = UnpackOptions { file_workers: Some(workers), ..Default::default() };
+        let _ = fs::remove_file(root.join("shared/f"));
+        let _ = fs::remove_file(root.join("shared/g"));
+        unpack_layer_path(&src, &root, &opts).unwrap();
+        assert_metadata_as_in_tar(&root, &specs);
+    }
 }

@@ -200,10 +200,10 @@ fn produce(
 /// Parse the tar from `reader` and apply every entry; returns (bytes, entries, diffID).
 fn apply_stream(root: Root, reader: ChunkReader, file_workers: usize) -> Result<(u64, u64, String)> {
     let tar_err = |e: TarError| Error::Stream { format: "tar", reason: e.to_string() };
-    let chown = rustix::process::geteuid().is_root();
+    let defaults = Defaults::of(root.fd());
     std::thread::scope(|s| {
-        let pool = (file_workers > 0).then(|| Pool::start(s, file_workers, chown));
-        let mut applier = Applier { root, chown, pool, dir_times: Vec::new(), size: 0, entries: 0, earlier: None };
+        let pool = (file_workers > 0).then(|| Pool::start(s, file_workers));
+        let mut applier = Applier { root, defaults, pool, dir_times: Vec::new(), size: 0, entries: 0, earlier: None };
         let mut tar = TarReader::new(reader);
         let applied = (|| {
             while let Some(entry) = tar.next_entry().map_err(tar_err)? {
@@ -238,7 +238,11 @@ struct Meta {
 
 /// Regular files up to this size may be handed to a worker (their content is copied).
 const POOL_FILE_MAX: u64 = 256 << 10;
-const POOL_QUEUE: usize = 64;
+/// Files go to the workers in batches, so that a wake-up (a futex call and a
+/// context switch, dear in a VM) is paid per batch rather than per file.
+const BATCH_FILES: usize = 16;
+const BATCH_BYTES: usize = 512 << 10;
+const POOL_QUEUE: usize = 8;
 
 /// A small regular file to create, complete with its content.
 struct FileJob {
@@ -248,6 +252,15 @@ struct FileJob {
     name: Vec<u8>,
     data: Vec<u8>,
     meta: Meta,
+    plan: Plan,
+}
+
+/// What a worker reports for one batch.
+struct BatchDone {
+    files: usize,
+    bytes: u64,
+    /// The batch's earliest failure: (seq, path, reason).
+    failed: Option<(u64, Vec<u8>, String)>,
 }
 
 /// Workers that create small files. The parsing thread keeps order: it hands
@@ -255,8 +268,12 @@ struct FileJob {
 /// for all workers (`drain`) before anything that could depend on or undo
 /// their work (replacing an entry, a hard link, a missing parent, dir times).
 struct Pool {
-    jobs: Option<SyncSender<FileJob>>,
-    done: Receiver<(u64, Vec<u8>, Result<u64, String>)>,
+    jobs: Option<SyncSender<Vec<FileJob>>>,
+    done: Receiver<BatchDone>,
+    /// Handed over but not yet sent to the workers.
+    batch: Vec<FileJob>,
+    batch_bytes: usize,
+    /// Files handed over and not yet reported back.
     outstanding: usize,
     /// (parent inode, name) handed over since the last drain.
     in_flight: HashSet<(u64, Vec<u8>)>,
@@ -265,34 +282,69 @@ struct Pool {
 }
 
 impl Pool {
-    fn start<'scope>(s: &'scope std::thread::Scope<'scope, '_>, workers: usize, chown: bool) -> Self {
-        let (job_tx, job_rx) = sync_channel::<FileJob>(POOL_QUEUE);
+    fn start<'scope>(s: &'scope std::thread::Scope<'scope, '_>, workers: usize) -> Self {
+        let (job_tx, job_rx) = sync_channel::<Vec<FileJob>>(POOL_QUEUE);
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (done_tx, done_rx) = channel();
         for _ in 0..workers {
             let job_rx = Arc::clone(&job_rx);
             let done_tx = done_tx.clone();
             s.spawn(move || loop {
-                let job = job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                let Ok(job) = job else { break };
-                let result = write_file(job.parent.as_fd(), &job.name, &job.data, &job.meta, chown)
-                    .map(|()| job.data.len() as u64);
-                if done_tx.send((job.seq, job.path, result)).is_err() {
+                let batch = job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                let Ok(batch) = batch else { break };
+                let mut done = BatchDone { files: batch.len(), bytes: 0, failed: None };
+                for job in batch {
+                    match write_file(job.parent.as_fd(), &job.name, &job.data, &job.meta, job.plan) {
+                        Ok(()) => done.bytes += job.data.len() as u64,
+                        Err(reason) => {
+                            if done.failed.as_ref().is_none_or(|(s, _, _)| job.seq < *s) {
+                                done.failed = Some((job.seq, job.path, reason));
+                            }
+                        }
+                    }
+                }
+                if done_tx.send(done).is_err() {
                     break;
                 }
             });
         }
-        Self { jobs: Some(job_tx), done: done_rx, outstanding: 0, in_flight: HashSet::new(), failed: None }
+        Self {
+            jobs: Some(job_tx),
+            done: done_rx,
+            batch: Vec::with_capacity(BATCH_FILES),
+            batch_bytes: 0,
+            outstanding: 0,
+            in_flight: HashSet::new(),
+            failed: None,
+        }
     }
 
-    fn record(&mut self, (seq, path, result): (u64, Vec<u8>, Result<u64, String>), size: &mut u64) {
-        self.outstanding -= 1;
-        match result {
-            Ok(n) => *size += n,
-            Err(reason) => {
-                if self.failed.as_ref().is_none_or(|(s, _)| seq < *s) {
-                    self.failed = Some((seq, Error::entry(&path, reason)));
-                }
+    fn push(&mut self, job: FileJob, parent_ino: u64) {
+        self.in_flight.insert((parent_ino, job.name.clone()));
+        self.outstanding += 1;
+        self.batch_bytes += job.data.len();
+        self.batch.push(job);
+        if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
+            self.flush();
+        }
+    }
+
+    /// Send the files held back so far.
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_FILES));
+        self.batch_bytes = 0;
+        self.jobs.as_ref().expect("pool open while parsing").send(batch).expect("file workers outlive the parser");
+    }
+
+    fn record(&mut self, done: BatchDone, size: &mut u64) {
+        self.outstanding -= done.files;
+        *size += done.bytes;
+        if let Some((seq, path, reason)) = done.failed {
+            if self.failed.as_ref().is_none_or(|(s, _)| seq < *s) {
+                self.failed = Some((seq, Error::entry(&path, reason)));
             }
         }
     }
@@ -300,7 +352,7 @@ impl Pool {
 
 struct Applier {
     root: Root,
-    chown: bool,
+    defaults: Defaults,
     pool: Option<Pool>,
     /// Directory mtimes are set last: creating children would move them.
     dir_times: Vec<(Vec<u8>, Timestamps)>,
@@ -339,28 +391,123 @@ fn xattr_unsupported(name: &[u8], e: Errno) -> bool {
     e == Errno::OPNOTSUPP || (e == Errno::PERM && name.starts_with(b"user."))
 }
 
-/// Create `name` in `parent` with `data`, then owner, mode, xattrs and times.
-/// Fails if the name exists (the caller decides about replacing).
-fn write_file(parent: BorrowedFd<'_>, name: &[u8], data: &[u8], meta: &Meta, chown: bool) -> Result<(), String> {
-    let mut file = create_file(parent, name).map_err(|e| format!("creating file: {}", io::Error::from(e)))?;
-    file.write_all(data).map_err(ctx("writing file"))?;
-    finish_file(&file, meta, chown)
+/// What a new inode gets without being asked, so that the chown and chmod
+/// that would change nothing are left out: for the typical layer file (root's,
+/// mode 0644 or 0755) that is two of its six syscalls.
+#[derive(Clone, Copy, Debug)]
+struct Defaults {
+    /// Only root may give files away; others keep their own.
+    chown: bool,
+    /// A new inode's owner: the process's.
+    uid: u32,
+    gid: u32,
+    /// None when unknown: then every mode is set explicitly.
+    umask: Option<u32>,
+    /// Some directory of the tree may pass its group on (setgid) or dictate
+    /// modes (a default ACL): then owner and mode are always set. Once true,
+    /// it stays true for the rest of the layer.
+    inherits: bool,
 }
 
-fn create_file(parent: BorrowedFd<'_>, name: &[u8]) -> Result<File, Errno> {
+/// How one new file or directory is created and finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Plan {
+    create_mode: u32,
+    chown: bool,
+    chmod: bool,
+}
+
+const ACL_DEFAULT_XATTR: &[u8] = b"system.posix_acl_default";
+
+impl Defaults {
+    fn of(root: BorrowedFd<'_>) -> Self {
+        let plain_root = rfs::fstat(root).is_ok_and(|st| st.st_mode & 0o2000 == 0)
+            && matches!(rfs::fgetxattr(root, ACL_DEFAULT_XATTR, &mut [0u8; 0]), Err(Errno::NODATA | Errno::OPNOTSUPP))
+            && is_empty_dir(root);
+        Defaults {
+            chown: rustix::process::geteuid().is_root(),
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            umask: process_umask(),
+            // A target that is not empty may hold setgid directories of its own.
+            inherits: !plain_root,
+        }
+    }
+
+    /// The plan for a regular file (or, with `dir`, a directory).
+    fn plan(&self, meta: &Meta, dir: bool) -> Plan {
+        let chown = self.chown && (self.inherits || (meta.uid, meta.gid) != (self.uid, self.gid));
+        let perm = meta.mode & 0o777;
+        // Special bits go through chmod after chown (which clears them); a
+        // directory must stay writable to us while its children are made.
+        let exact = !self.inherits
+            && meta.mode & 0o7000 == 0
+            && self.umask.is_some_and(|u| perm & u == 0)
+            && (!dir || perm & 0o700 == 0o700);
+        let fallback = if dir { 0o700 } else { 0o600 };
+        Plan { create_mode: if exact { perm } else { fallback }, chown, chmod: !exact }
+    }
+
+    /// Whether applying `meta` to a directory makes it pass things on.
+    fn makes_inheriting(meta: &Meta) -> bool {
+        meta.mode & 0o2000 != 0 || meta.xattrs.iter().any(|(k, _)| k == ACL_DEFAULT_XATTR)
+    }
+}
+
+fn set_owner_at(parent: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> Result<(), String> {
+    rfs::chownat(
+        parent,
+        name,
+        Some(rfs::Uid::from_raw(meta.uid)),
+        Some(rfs::Gid::from_raw(meta.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(errno_ctx("setting owner"))
+}
+
+/// The umask, from /proc (reading it with umask(2) would change it for a moment
+/// under the other threads' feet).
+fn process_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
+}
+
+fn is_empty_dir(dir: BorrowedFd<'_>) -> bool {
+    let Ok(mut entries) = rfs::Dir::read_from(dir) else { return false };
+    while let Some(entry) = entries.read() {
+        match entry {
+            Ok(e) if matches!(e.file_name().to_bytes(), b"." | b"..") => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Create `name` in `parent` with `data`, then owner, mode, xattrs and times.
+/// Fails if the name exists (the caller decides about replacing).
+fn write_file(parent: BorrowedFd<'_>, name: &[u8], data: &[u8], meta: &Meta, plan: Plan) -> Result<(), String> {
+    let mut file = create_file(parent, name, plan.create_mode).map_err(|e| format!("creating file: {}", io::Error::from(e)))?;
+    file.write_all(data).map_err(ctx("writing file"))?;
+    finish_file(&file, meta, plan)
+}
+
+fn create_file(parent: BorrowedFd<'_>, name: &[u8], mode: u32) -> Result<File, Errno> {
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    rfs::openat(parent, name, flags, Mode::from_raw_mode(0o600)).map(File::from)
+    rfs::openat(parent, name, flags, Mode::from_raw_mode(mode)).map(File::from)
 }
 
 /// Owner, mode, xattrs, times of a written file. Order matters: chown clears
 /// setuid bits and file capabilities, so mode and xattrs come after it;
 /// times come last.
-fn finish_file(file: &File, meta: &Meta, chown: bool) -> Result<(), String> {
-    if chown {
+fn finish_file(file: &File, meta: &Meta, plan: Plan) -> Result<(), String> {
+    if plan.chown {
         rfs::fchown(file, Some(rfs::Uid::from_raw(meta.uid)), Some(rfs::Gid::from_raw(meta.gid)))
             .map_err(errno_ctx("setting owner"))?;
     }
-    rfs::fchmod(file, Mode::from_raw_mode(meta.mode)).map_err(errno_ctx("setting mode"))?;
+    if plan.chmod {
+        rfs::fchmod(file, Mode::from_raw_mode(meta.mode)).map_err(errno_ctx("setting mode"))?;
+    }
     for (key, value) in &meta.xattrs {
         match rfs::fsetxattr(file, key.as_slice(), value, XattrFlags::empty()) {
             Err(e) if !xattr_unsupported(key, e) => {
@@ -402,6 +549,7 @@ impl Applier {
     /// Wait for every handed-over file; the earliest failure, if any.
     fn drain(&mut self) -> Result<()> {
         let Some(pool) = &mut self.pool else { return Ok(()) };
+        pool.flush();
         while pool.outstanding > 0 {
             let done = pool.done.recv().expect("file workers outlive the parser");
             pool.record(done, &mut self.size);
@@ -557,17 +705,19 @@ impl Applier {
                     data.extend_from_slice(chunk);
                     tar.consume_data(n);
                 }
-                let job = FileJob { seq, path: entry.path.clone(), parent: Arc::clone(&dir.fd), name: name.to_vec(), data, meta };
+                let plan = self.defaults.plan(&meta, false);
+                let job = FileJob { seq, path: entry.path.clone(), parent: Arc::clone(&dir.fd), name: name.to_vec(), data, meta, plan };
                 return self.hand_over(job, dir.ino);
             }
         }
-        let mut file = match create_file(parent, name) {
+        let plan = self.defaults.plan(&meta, false);
+        let mut file = match create_file(parent, name, plan.create_mode) {
             Ok(f) => f,
             Err(Errno::EXIST) => {
                 self.wait_for_workers()?;
                 remove_all_at(parent, name).map_err(ctx("replacing existing entry"))?;
                 self.root.invalidate();
-                create_file(parent, name).map_err(|e| format!("creating file: {}", io::Error::from(e)))?
+                create_file(parent, name, plan.create_mode).map_err(|e| format!("creating file: {}", io::Error::from(e)))?
             }
             Err(e) => return Err(format!("creating file: {}", io::Error::from(e))),
         };
@@ -584,7 +734,7 @@ impl Applier {
                 self.size += sparse.real_size - entry.size;
             }
         }
-        finish_file(&file, &meta, self.chown)
+        finish_file(&file, &meta, plan)
     }
 
     fn hand_over(&mut self, job: FileJob, parent_ino: u64) -> Result<(), String> {
@@ -596,9 +746,7 @@ impl Applier {
         if pool.failed.is_some() {
             return self.wait_for_workers();
         }
-        pool.in_flight.insert((parent_ino, job.name.clone()));
-        pool.outstanding += 1;
-        pool.jobs.as_ref().expect("pool open while parsing").send(job).expect("file workers outlive the parser");
+        pool.push(job, parent_ino);
         Ok(())
     }
 
@@ -619,7 +767,13 @@ impl Applier {
     }
 
     fn directory(&mut self, parent: BorrowedFd<'_>, name: &[u8], comps: &[&[u8]], meta: &Meta) -> Result<(), String> {
-        match rfs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
+        if Defaults::makes_inheriting(meta) && !self.defaults.inherits {
+            // Files in flight were planned for a directory that passed nothing on.
+            self.wait_for_workers()?;
+            self.defaults.inherits = true;
+        }
+        let mut plan = self.defaults.plan(meta, true);
+        match rfs::mkdirat(parent, name, Mode::from_raw_mode(plan.create_mode)) {
             Ok(()) => {}
             Err(Errno::EXIST) => {
                 let st = rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno_ctx("inspecting existing entry"))?;
@@ -628,22 +782,34 @@ impl Applier {
                     self.wait_for_workers()?;
                     remove_all_at(parent, name).map_err(ctx("replacing existing entry"))?;
                     self.root.invalidate();
-                    rfs::mkdirat(parent, name, Mode::from_raw_mode(0o700)).map_err(errno_ctx("creating directory"))?;
+                    rfs::mkdirat(parent, name, Mode::from_raw_mode(plan.create_mode)).map_err(errno_ctx("creating directory"))?;
+                } else {
+                    // Made earlier with other metadata: everything is set again.
+                    plan.chown = self.defaults.chown;
+                    plan.chmod = true;
                 }
             }
             Err(e) => return Err(format!("creating directory: {}", io::Error::from(e))),
         }
-        self.chown_at(parent, name, meta)?;
-        // Not a symlink (just made or checked), so following the last component is safe.
-        rfs::chmodat(parent, name, Mode::from_raw_mode(meta.mode), AtFlags::empty()).map_err(errno_ctx("setting mode"))?;
+        if plan.chown {
+            set_owner_at(parent, name, meta)?;
+        }
+        if plan.chmod {
+            // Not a symlink (just made or checked), so following the last component is safe.
+            rfs::chmodat(parent, name, Mode::from_raw_mode(meta.mode), AtFlags::empty()).map_err(errno_ctx("setting mode"))?;
+        }
         self.xattrs_at(parent, name, meta)?;
         self.dir_times.push((join(comps), meta.times.clone()));
         Ok(())
     }
 
     fn apply_root(&mut self, meta: &Meta) -> Result<(), String> {
+        if Defaults::makes_inheriting(meta) && !self.defaults.inherits {
+            self.wait_for_workers()?;
+            self.defaults.inherits = true;
+        }
         let root = self.root.fd();
-        if self.chown {
+        if self.defaults.chown {
             rfs::fchown(root, Some(rfs::Uid::from_raw(meta.uid)), Some(rfs::Gid::from_raw(meta.gid)))
                 .map_err(errno_ctx("setting owner"))?;
         }
@@ -681,18 +847,12 @@ impl Applier {
         }
     }
 
+    /// Owner of a symlink, device node or whiteout, when it is not the one it got.
     fn chown_at(&self, parent: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> Result<(), String> {
-        if !self.chown {
+        if !self.defaults.plan(meta, false).chown {
             return Ok(());
         }
-        rfs::chownat(
-            parent,
-            name,
-            Some(rfs::Uid::from_raw(meta.uid)),
-            Some(rfs::Gid::from_raw(meta.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(errno_ctx("setting owner"))
+        set_owner_at(parent, name, meta)
     }
 
     fn xattrs_at(&self, parent: BorrowedFd<'_>, name: &[u8], meta: &Meta) -> Result<(), String> {

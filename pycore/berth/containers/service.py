@@ -335,7 +335,7 @@ class ContainerService:
             c.spec_mounts = list(volumes.prepare_mounts(c.id, c.host_config, c.config,
                                                         c.lowerdirs) or [])
             mount_points = getattr(volumes, "mount_points", None)
-            if mount_points is not None:
+            if mount_points is not None and c.spec_mounts:
                 c.mounts = list(mount_points(c.id) or [])
         self.db.execute("UPDATE containers SET complete=1, record=? WHERE id=?",
                         (c.to_record(), c.id))

@@ -361,6 +361,8 @@ class VolumeService:
             if mp.type == "volume" and mp.driver != DEFAULT_DRIVER:
                 raise NotFound(f"create {mp.name}: error looking up volume plugin {mp.driver}: "
                                f'plugin "{mp.driver}" not found')
+        if not points:
+            return []  # nothing to record: most containers, and every `run` counts
         undo: list[Callable[[], None]] = []
         try:
             with self._lock:
@@ -590,9 +592,13 @@ class VolumeService:
         other container uses. Returns the volumes removed. Idempotent."""
         removed: list[str] = []
         with self._lock:
-            points = self.mount_records(container_id)
+            row = self.db.query_one("SELECT mounts FROM container_mounts WHERE container_id=?",
+                                    (container_id,))
             names = [r["volume"] for r in self.db.query(
                 "SELECT volume FROM volume_refs WHERE container_id=?", (container_id,))]
+            if row is None and not names:
+                return removed  # it had no mounts (see prepare_mounts)
+            points = [MountPoint.from_json(m) for m in json.loads(row["mounts"])] if row else []
             with self.db.transaction() as conn:
                 conn.execute("DELETE FROM volume_refs WHERE container_id=?", (container_id,))
                 conn.execute("DELETE FROM container_mounts WHERE container_id=?", (container_id,))

@@ -14,7 +14,7 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use berth_digest::{is_sha256_digest, HashingReader};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
@@ -214,7 +214,7 @@ fn apply_stream(root: Root, reader: ChunkReader, file_workers: usize) -> Result<
         // Whatever happened, wait for the workers and let them go, or the scope never ends.
         let drained = applier.drain();
         if let Some(pool) = &mut applier.pool {
-            pool.jobs = None;
+            pool.lanes = None;
         }
         applied?;
         drained?;
@@ -267,12 +267,15 @@ struct BatchDone {
 /// a file over only if its name is free and not already in flight, and waits
 /// for all workers (`drain`) before anything that could depend on or undo
 /// their work (replacing an entry, a hard link, a missing parent, dir times).
+///
+/// Each worker has a lane of its own and a directory's files always go down
+/// the same lane: creating a file holds its directory's lock, and two workers
+/// creating in one directory only take turns, the waiter spinning on the
+/// lock (measured: 5% of a pull's CPU when lanes were shared).
 struct Pool {
-    jobs: Option<SyncSender<Vec<FileJob>>>,
+    /// None once parsing ended: dropping the senders lets the workers go.
+    lanes: Option<Vec<Lane>>,
     done: Receiver<BatchDone>,
-    /// Handed over but not yet sent to the workers.
-    batch: Vec<FileJob>,
-    batch_bytes: usize,
     /// Files handed over and not yet reported back.
     outstanding: usize,
     /// (parent inode, name) handed over since the last drain.
@@ -281,62 +284,72 @@ struct Pool {
     failed: Option<(u64, Error)>,
 }
 
-impl Pool {
-    fn start<'scope>(s: &'scope std::thread::Scope<'scope, '_>, workers: usize) -> Self {
-        let (job_tx, job_rx) = sync_channel::<Vec<FileJob>>(POOL_QUEUE);
-        let job_rx = Arc::new(Mutex::new(job_rx));
-        let (done_tx, done_rx) = channel();
-        for _ in 0..workers {
-            let job_rx = Arc::clone(&job_rx);
-            let done_tx = done_tx.clone();
-            s.spawn(move || loop {
-                let batch = job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                let Ok(batch) = batch else { break };
-                let mut done = BatchDone { files: batch.len(), bytes: 0, failed: None };
-                for job in batch {
-                    match write_file(job.parent.as_fd(), &job.name, &job.data, &job.meta, job.plan) {
-                        Ok(()) => done.bytes += job.data.len() as u64,
-                        Err(reason) => {
-                            if done.failed.as_ref().is_none_or(|(s, _, _)| job.seq < *s) {
-                                done.failed = Some((job.seq, job.path, reason));
-                            }
-                        }
-                    }
-                }
-                if done_tx.send(done).is_err() {
-                    break;
-                }
-            });
-        }
-        Self {
-            jobs: Some(job_tx),
-            done: done_rx,
-            batch: Vec::with_capacity(BATCH_FILES),
-            batch_bytes: 0,
-            outstanding: 0,
-            in_flight: HashSet::new(),
-            failed: None,
-        }
-    }
+struct Lane {
+    jobs: SyncSender<Vec<FileJob>>,
+    /// Handed over but not yet sent.
+    batch: Vec<FileJob>,
+    batch_bytes: usize,
+}
 
-    fn push(&mut self, job: FileJob, parent_ino: u64) {
-        self.in_flight.insert((parent_ino, job.name.clone()));
-        self.outstanding += 1;
-        self.batch_bytes += job.data.len();
-        self.batch.push(job);
-        if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
-            self.flush();
-        }
-    }
-
-    /// Send the files held back so far.
+impl Lane {
     fn flush(&mut self) {
         if self.batch.is_empty() {
             return;
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_FILES));
         self.batch_bytes = 0;
-        self.jobs.as_ref().expect("pool open while parsing").send(batch).expect("file workers outlive the parser");
+        self.jobs.send(batch).expect("file workers outlive the parser");
+    }
+}
+
+impl Pool {
+    fn start<'scope>(s: &'scope std::thread::Scope<'scope, '_>, workers: usize) -> Self {
+        let (done_tx, done_rx) = channel();
+        let mut lanes = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (job_tx, job_rx) = sync_channel::<Vec<FileJob>>(POOL_QUEUE);
+            let done_tx = done_tx.clone();
+            s.spawn(move || {
+                for batch in job_rx {
+                    let mut done = BatchDone { files: batch.len(), bytes: 0, failed: None };
+                    for job in batch {
+                        match write_file(job.parent.as_fd(), &job.name, &job.data, &job.meta, job.plan) {
+                            Ok(()) => done.bytes += job.data.len() as u64,
+                            Err(reason) => {
+                                if done.failed.as_ref().is_none_or(|(s, _, _)| job.seq < *s) {
+                                    done.failed = Some((job.seq, job.path, reason));
+                                }
+                            }
+                        }
+                    }
+                    if done_tx.send(done).is_err() {
+                        break;
+                    }
+                }
+            });
+            lanes.push(Lane { jobs: job_tx, batch: Vec::with_capacity(BATCH_FILES), batch_bytes: 0 });
+        }
+        Self { lanes: Some(lanes), done: done_rx, outstanding: 0, in_flight: HashSet::new(), failed: None }
+    }
+
+    fn push(&mut self, job: FileJob, parent_ino: u64) {
+        self.in_flight.insert((parent_ino, job.name.clone()));
+        self.outstanding += 1;
+        let lanes = self.lanes.as_mut().expect("pool open while parsing");
+        let k = (parent_ino % lanes.len() as u64) as usize;
+        let lane = &mut lanes[k];
+        lane.batch_bytes += job.data.len();
+        lane.batch.push(job);
+        if lane.batch.len() >= BATCH_FILES || lane.batch_bytes >= BATCH_BYTES {
+            lane.flush();
+        }
+    }
+
+    /// Send the files held back so far.
+    fn flush(&mut self) {
+        for lane in self.lanes.iter_mut().flatten() {
+            lane.flush();
+        }
     }
 
     fn record(&mut self, done: BatchDone, size: &mut u64) {
@@ -876,7 +889,7 @@ impl Applier {
     fn finish(&mut self) -> Result<()> {
         self.drain()?;
         if let Some(pool) = &mut self.pool {
-            pool.jobs = None; // lets the workers end
+            pool.lanes = None; // lets the workers end
         }
         let depth = |p: &[u8]| if p.is_empty() { 0 } else { 1 + p.iter().filter(|&&b| b == b'/').count() };
         let mut dirs = std::mem::take(&mut self.dir_times);

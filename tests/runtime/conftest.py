@@ -98,6 +98,14 @@ class Boxes:
             out, err, exit_ = a.collect()
         return Result(out, err, exit_, bundle)
 
+    @staticmethod
+    def wait_monitor_gone(bundle, timeout: float = 10.0) -> None:
+        """The monitor finishes its files (state.json) after telling clients the exit."""
+        pid = int((bundle / "monitor.pid").read_text())
+        deadline = time.monotonic() + timeout
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.005)
+
     def cleanup(self) -> None:
         for d in self.dirs:
             for directory in [d, *sorted((d / "execs").glob("*"))] if (d / "execs").exists() else [d]:

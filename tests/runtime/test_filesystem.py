@@ -54,6 +54,7 @@ def test_many_layers(boxes, workdir, busybox_layer, monkeypatch, legacy):
     r = boxes.run(["sh", "-c", "ls /layers | wc -l"], root={"lowerdirs": layers + [str(busybox_layer)]})
     assert r.out.strip() == "60"
     assert sum(len(p) + 1 for p in layers) > 4096
+    boxes.wait_monitor_gone(r.bundle)
     assert sorted(os.listdir(r.bundle)) == sorted(["spec.json", "rootfs", "container.log", "monitor.log",
                                                    "monitor.pid", "state.json", "exit.json"])
 

@@ -531,8 +531,10 @@ class ContainerService:
         if c.id not in self._containers:
             return
         was_paused = c.status == PAUSED
-        oom = await asyncio.to_thread(self._release_cgroups, c.id, was_paused,
-                                      bool(record and record.get("oomKilled")))
+        oom, _ = await asyncio.gather(
+            asyncio.to_thread(self._release_cgroups, c.id, was_paused,
+                              bool(record and record.get("oomKilled"))),
+            self._network_release(c.id))
         if record is None:
             code, error = EXIT_UNKNOWN, "the container's monitor died without recording its exit"
         else:
@@ -543,7 +545,6 @@ class ContainerService:
         c.state.error = error
         c.state.oom_killed = oom
         c.state.finished_ns = _finished_ns(record)
-        await self._network_release(c.id)
         self._save(c).add_done_callback(_log_save_failure)  # in order; see _start_locked
         if oom:
             self._event(c, "oom")
@@ -767,8 +768,8 @@ class ContainerService:
             self._cancel_restart(c)
             c.state.status = REMOVING
             self._save(c).add_done_callback(_log_save_failure)  # lands before the DELETE or is moot
-            await asyncio.to_thread(self._destroy, c, volumes)
-            await self._network_forget(c.id)
+            await asyncio.gather(asyncio.to_thread(self._destroy, c, volumes),
+                                 self._network_forget(c.id))
             self._forget(c)
         self._event(c, "destroy")
 

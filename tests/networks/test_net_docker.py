@@ -52,11 +52,13 @@ def test_two_containers_talk_by_name(net, docker):
     docker("run", "-d", "--name", "listener", "--network", "talk", IMAGE,
            "sh", "-c", "nc -l -p 5000 > /tmp/got; sleep 300")
     hostname = docker("inspect", "-f", "{{.Config.Hostname}}", "httpd").stdout.strip()
-    out = docker("run", "--rm", "--network", "talk", IMAGE, "wget", "-qO-",
-                 "http://httpd/hostname").stdout
+    # `run -d` returns once the process runs, not once it listens (as with Docker).
+    out = wait_for(lambda: docker("run", "--rm", "--network", "talk", IMAGE, "wget", "-qO-",
+                                  "http://httpd/hostname", check=False).stdout,
+                   what="httpd to answer by name")
     assert out == hostname + "\n"
     docker("run", "--rm", "--network", "talk", IMAGE, "sh", "-c",
-           "echo hello by name | nc listener 5000")
+           "until echo hello by name | nc listener 5000; do sleep 0.05; done")
     assert wait_for(lambda: docker("exec", "listener", "cat", "/tmp/got").stdout) == \
         "hello by name\n"
     info = json.loads(docker("network", "inspect", "talk").stdout)[0]

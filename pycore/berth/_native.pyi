@@ -44,6 +44,7 @@ def unpack_layer(
     *,
     expected_digest: Optional[str] = None,
     expected_diff_id: Optional[str] = None,
+    file_workers: Optional[int] = None,
 ) -> UnpackResult:
     """Unpack a layer tar (gzip, zstd or plain, detected by magic) from a file
     path or a readable fd (a file or a pipe; the fd stays open and the caller's)
@@ -61,7 +62,11 @@ def unpack_layer(
     LayerError after reading the whole stream (the caller removes `target`).
     Raises LayerError on a corrupt or truncated stream or a hostile entry,
     naming it (``tar entry "a/b": ...``); ValueError for a malformed expected
-    digest (before anything is written); TypeError/OSError for a bad source."""
+    digest (before anything is written); TypeError/OSError for a bad source.
+
+    `file_workers`: threads that create small files beside the parser (0:
+    none); by default, the CPUs a layer leaves idle, used only while the
+    layers being unpacked leave CPUs idle. The tree is the same either way."""
 
 class UnpackOptions(TypedDict, total=False):
     expected_digest: Optional[str]

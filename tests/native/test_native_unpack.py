@@ -4,6 +4,7 @@ compressions, whiteouts checked with a real overlay mount."""
 from __future__ import annotations
 
 import gzip
+import io
 import hashlib
 import os
 import stat
@@ -15,7 +16,7 @@ import pytest
 import zstandard
 
 from berth import _native
-from layertar import LayerTar, sha256
+from layertar import LayerTar, sha256, tree
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, chown, overlay)")
 
@@ -373,3 +374,46 @@ def test_busybox_rootfs_matches_gnu_tar(workdir, busybox_rootfs):
     assert tree(ours) == tree(theirs)
     assert os.readlink(ours / "bin/sh") == "/bin/busybox"
     assert stat.S_IMODE(os.stat(ours / "tmp").st_mode) == 0o1777
+
+
+def busy_layer(root_owned: bool) -> LayerTar:
+    """Many small files over several directories (batches, lanes), every
+    metadata kind, and entries that depend on files still being written."""
+    owner = {"uid": 1000, "gid": 1001} if root_owned else {}
+    layer = LayerTar().dir("a/").dir("b/", mode=0o2775, **owner).dir("c/", mode=0o700)
+    for i in range(60):
+        d = "abc"[i % 3]
+        layer.file(f"{d}/f{i}", f"{d}{i}".encode() * (i + 1),
+                   mode=[0o644, 0o600, 0o444, 0o755, 0o666, 0o4755, 0o640][i % 7],
+                   mtime=1_500_000_000 + i, **(owner if i % 5 == 0 else {}))
+    info_xattr = tarfile.TarInfo("a/attr")
+    info_xattr.pax_headers = {"SCHILY.xattr.user.note": "kept"}
+    layer.tar.addfile(info_xattr, io.BytesIO(b""))
+    return (layer
+            .hardlink("c/link-to-fresh", "a/f57")      # written moments ago, maybe by a worker
+            .file("a/f3", b"replaced")                  # a later entry wins
+            .symlink("b/sym", "f1", **owner)
+            .file("a/.wh.f0")                           # whiteout of an earlier file
+            .dir("d/").file("d/.wh..wh..opq")           # opaque directory
+            .file("d/after", b"x" * 300_000))           # too big for a worker
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_file_workers_give_the_tree_of_a_sequential_unpack(workdir, workers):
+    layer = busy_layer(os.geteuid() == 0)
+    path = workdir / "l.tar"
+    path.write_bytes(layer.bytes())
+    sequential = _native.unpack_layer(str(path), str(workdir / "seq"), file_workers=0)
+    parallel = _native.unpack_layer(str(path), str(workdir / "par"), file_workers=workers)
+    assert parallel == sequential
+    seq_tree, par_tree = tree(workdir / "seq"), tree(workdir / "par")
+    assert par_tree == seq_tree
+    assert os.lstat(workdir / "par/c/link-to-fresh").st_ino == os.lstat(workdir / "par/a/f57").st_ino
+    assert (workdir / "par/a/f3").read_bytes() == b"replaced"
+    mode, uid, gid, mtime = (seq_tree["c/f5"][i] for i in (1, 2, 3, 7))
+    assert (mode, mtime) == (0o4755, 1_500_000_005)
+    if os.geteuid() == 0:
+        assert (uid, gid) == (1000, 1001)
+        assert seq_tree["b/f1"][1:4] == (0o600, 0, 0)   # not the setgid parent's group
+        assert seq_tree["a/f0"][0] == stat.S_IFCHR          # the whiteout
+    assert seq_tree["a/attr"][8] == {"user.note": b"kept"}

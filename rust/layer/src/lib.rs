@@ -65,16 +65,6 @@ pub fn unpack_layers(jobs: Vec<(Source, PathBuf, UnpackOptions)>, threads: usize
     }
     .min(jobs.len().max(1));
     let n = jobs.len();
-    // CPUs left over by the layer threads go to file creation within each layer.
-    let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let per_layer = if cpus / threads >= 2 { cpus / threads } else { 0 };
-    let jobs: Vec<_> = jobs
-        .into_iter()
-        .map(|(s, t, mut o)| {
-            o.file_workers.get_or_insert(per_layer);
-            (s, t, o)
-        })
-        .collect();
     // Largest first, so that the longest layer does not start last.
     let mut order: Vec<usize> = (0..n).collect();
     let sizes: Vec<u64> = jobs.iter().map(|(s, _, _)| s.size_hint()).collect();

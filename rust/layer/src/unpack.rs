@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
@@ -39,9 +40,12 @@ pub struct UnpackOptions {
     /// `sha256:<hex>` the uncompressed tar must hash to.
     pub expected_diff_id: Option<String>,
     /// Threads that create and write small regular files while the parser goes
-    /// on (Some(0): none, all on the parsing thread; None: one per CPU when
-    /// there are several). File creation is kernel work that spreads over CPUs;
-    /// worth it when this layer is the only one being unpacked.
+    /// on. Some(n): n of them, always used (Some(0): none, all on the parsing
+    /// thread). None: the CPUs a layer leaves idle, used only while no other
+    /// layer takes them: one layer keeps about two CPUs busy (inflate on one
+    /// thread, parse and apply on another), and measured on 2 CPUs, workers
+    /// beside that cost 10-30% more wall time (their copies and wake-ups, and
+    /// files of one directory created side by side only take turns on its lock).
     pub file_workers: Option<usize>,
 }
 
@@ -76,6 +80,7 @@ pub fn unpack_layer(source: File, target: &Path, opts: &UnpackOptions) -> Result
             }
         }
     }
+    let _unpacking = Unpacking::enter();
     std::fs::create_dir_all(target)
         .map_err(|e| Error::io(format!("creating {}", target.display()), e))?;
     let root_fd = rfs::open(target, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
@@ -91,10 +96,10 @@ pub fn unpack_layer(source: File, target: &Path, opts: &UnpackOptions) -> Result
     reader.hash_chunks();
     let (applied, produced) = std::thread::scope(|s| {
         let producer = s.spawn(move || produce(compression, magic, raw, sender));
-        let workers = opts.file_workers.unwrap_or_else(|| {
-            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-            if cpus > 1 { cpus } else { 0 }
-        });
+        let workers = match opts.file_workers {
+            Some(n) => Workers::Always(n),
+            None => Workers::WhileCpusSpare(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        };
         let applied = apply_stream(Root::new(root_fd), reader, workers);
         (applied, producer.join().expect("layer reader thread panicked"))
     });
@@ -197,13 +202,61 @@ fn produce(
     Ok(StreamDigests { digest: raw_hash.oci_digest(), compressed_size: raw_count })
 }
 
+/// Layers being unpacked in this process now (see [`UnpackOptions::file_workers`]).
+static UNPACKING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one layer in [`UNPACKING`] while it lives.
+struct Unpacking;
+
+impl Unpacking {
+    fn enter() -> Self {
+        UNPACKING.fetch_add(1, Ordering::Relaxed);
+        Unpacking
+    }
+}
+
+impl Drop for Unpacking {
+    fn drop(&mut self) {
+        UNPACKING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// CPUs one layer keeps busy by itself: the reader and the parser.
+const CPUS_PER_LAYER: usize = 2;
+
+#[derive(Clone, Copy, Debug)]
+enum Workers {
+    /// This many workers, given every small file.
+    Always(usize),
+    /// Workers for the CPUs (this many in all) one layer leaves idle, given
+    /// files only while the layers being unpacked leave CPUs idle.
+    WhileCpusSpare(usize),
+}
+
+impl Workers {
+    fn threads(self) -> usize {
+        match self {
+            Workers::Always(n) => n,
+            Workers::WhileCpusSpare(cpus) => cpus.saturating_sub(CPUS_PER_LAYER),
+        }
+    }
+
+    fn in_use(self) -> bool {
+        match self {
+            Workers::Always(n) => n > 0,
+            Workers::WhileCpusSpare(cpus) => UNPACKING.load(Ordering::Relaxed) * CPUS_PER_LAYER < cpus,
+        }
+    }
+}
+
 /// Parse the tar from `reader` and apply every entry; returns (bytes, entries, diffID).
-fn apply_stream(root: Root, reader: ChunkReader, file_workers: usize) -> Result<(u64, u64, String)> {
+fn apply_stream(root: Root, reader: ChunkReader, workers: Workers) -> Result<(u64, u64, String)> {
     let tar_err = |e: TarError| Error::Stream { format: "tar", reason: e.to_string() };
     let defaults = Defaults::of(root.fd());
     std::thread::scope(|s| {
-        let pool = (file_workers > 0).then(|| Pool::start(s, file_workers));
-        let mut applier = Applier { root, defaults, pool, dir_times: Vec::new(), size: 0, entries: 0, earlier: None };
+        let pool = (workers.threads() > 0).then(|| Pool::start(s, workers.threads()));
+        let mut applier =
+            Applier { root, defaults, pool, workers, dir_times: Vec::new(), size: 0, entries: 0, earlier: None };
         let mut tar = TarReader::new(reader);
         let applied = (|| {
             while let Some(entry) = tar.next_entry().map_err(tar_err)? {
@@ -367,6 +420,7 @@ struct Applier {
     root: Root,
     defaults: Defaults,
     pool: Option<Pool>,
+    workers: Workers,
     /// Directory mtimes are set last: creating children would move them.
     dir_times: Vec<(Vec<u8>, Timestamps)>,
     size: u64,
@@ -705,7 +759,7 @@ impl Applier {
         seq: u64,
     ) -> Result<(), String> {
         let parent = dir.fd.as_fd();
-        if self.pool.is_some() && entry.sparse.is_none() && entry.size <= POOL_FILE_MAX {
+        if self.pool.is_some() && entry.sparse.is_none() && entry.size <= POOL_FILE_MAX && self.workers.in_use() {
             // A taken name (a replacement) or an unclear answer is handled here, in order.
             if let Err(Errno::NOENT) = rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
                 let mut data = Vec::with_capacity(entry.size as usize);
@@ -905,5 +959,21 @@ impl Applier {
                 .map_err(|e| Error::entry(&path, format!("setting directory times: {}", io::Error::from(e))))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod worker_tests {
+    use super::*;
+
+    #[test]
+    fn automatic_workers_take_only_the_cpus_a_layer_leaves() {
+        assert_eq!(Workers::WhileCpusSpare(1).threads(), 0);
+        assert_eq!(Workers::WhileCpusSpare(2).threads(), 0);
+        assert_eq!(Workers::WhileCpusSpare(8).threads(), 6);
+        assert_eq!(Workers::Always(3).threads(), 3);
+        assert!(Workers::Always(1).in_use() && !Workers::Always(0).in_use());
+        // No CPUs: never, however many layers are being unpacked.
+        assert!(!Workers::WhileCpusSpare(0).in_use());
     }
 }

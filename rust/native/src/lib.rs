@@ -185,16 +185,17 @@ fn unpack_result<'py>(py: Python<'py>, s: &berth_layer::UnpackStats) -> PyResult
 }
 
 #[pyfunction]
-#[pyo3(signature = (source, target, *, expected_digest=None, expected_diff_id=None))]
+#[pyo3(signature = (source, target, *, expected_digest=None, expected_diff_id=None, file_workers=None))]
 fn unpack_layer<'py>(
     py: Python<'py>,
     source: &Bound<'py, PyAny>,
     target: PathBuf,
     expected_digest: Option<String>,
     expected_diff_id: Option<String>,
+    file_workers: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let source = source_arg(source)?;
-    let opts = UnpackOptions { expected_digest, expected_diff_id, ..Default::default() };
+    let opts = UnpackOptions { expected_digest, expected_diff_id, file_workers };
     let stats = py.detach(|| berth_layer::unpack(source, &target, &opts)).map_err(layer_err)?;
     unpack_result(py, &stats)
 }

@@ -32,9 +32,9 @@ log = logging.getLogger("berth.registry")
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # Docker's max-concurrent-downloads. A slot also unpacks (each layer is
-# unpacked while it downloads); on the 2-core test VM, where creating a file
-# costs ~0.3 ms of kernel time, more concurrent unpacks measured no faster:
-# they contend for the filesystem. The biggest layers go first.
+# unpacked while it downloads). On the 2-core test VM a pull from a local
+# registry is CPU-bound (inflate and sha256 are half of it): 4 slots measured
+# no faster than 3. The biggest layers go first.
 DEFAULT_DOWNLOADS = 3
 DEFAULT_UPLOADS = 5     # Docker's max-concurrent-uploads
 

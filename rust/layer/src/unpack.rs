@@ -3,10 +3,12 @@
 //!
 //! Threads per layer: the reader hashes the raw bytes (the blob digest) and
 //! decompresses, the critical path for big files; the caller's thread hashes
-//! the tar (the diffID), parses it and applies it; optional file workers create
-//! small regular files meanwhile, the critical path for many small files (see
-//! [`Pool`] for how order is kept). Every entry goes through [`Root`], so
-//! nothing lands outside the target.
+//! the tar (the diffID), parses it and applies it, the critical path for many
+//! small files; file workers may create small regular files meanwhile when
+//! CPUs are idle (see [`UnpackOptions::file_workers`], and [`Pool`] for how
+//! order is kept). A new file costs open, write, futimens and close: owner
+//! and mode are set only when creating did not give them (see [`Defaults`]).
+//! Every entry goes through [`Root`], so nothing lands outside the target.
 
 use std::collections::HashSet;
 use std::fs::File;

@@ -32,7 +32,7 @@ def xxh3_128_hex(data: Buffer) -> str: ...
 
 class UnpackResult(TypedDict):
     diff_id: str            # "sha256:<hex>" of the uncompressed tar stream
-    digest: str             # "sha256:<hex>" of the bytes read (compressed stream)
+    digest: Optional[str]   # "sha256:<hex>" of the bytes read (compressed stream); None with source_digest=False
     compressed_size: int    # bytes read from the source
     size: int               # sum of regular file sizes written
     entries: int            # tar entries processed
@@ -45,6 +45,7 @@ def unpack_layer(
     expected_digest: Optional[str] = None,
     expected_diff_id: Optional[str] = None,
     file_workers: Optional[int] = None,
+    source_digest: bool = True,
 ) -> UnpackResult:
     """Unpack a layer tar (gzip, zstd or plain, detected by magic) from a file
     path or a readable fd (a file or a pipe; the fd stays open and the caller's)
@@ -66,11 +67,17 @@ def unpack_layer(
 
     `file_workers`: threads that create small files beside the parser (0:
     none); by default, the CPUs a layer leaves idle, used only while the
-    layers being unpacked leave CPUs idle. The tree is the same either way."""
+    layers being unpacked leave CPUs idle. The tree is the same either way.
+
+    `source_digest=False`: the bytes read are not hashed (for a caller that
+    hashes them itself as it feeds them, so a download is hashed once);
+    ``digest`` is then None and `expected_digest` is refused (ValueError)."""
 
 class UnpackOptions(TypedDict, total=False):
     expected_digest: Optional[str]
     expected_diff_id: Optional[str]
+    file_workers: Optional[int]
+    source_digest: bool
 
 def unpack_layers(
     jobs: Sequence[Union[tuple[Union[str, int], str], tuple[Union[str, int], str, UnpackOptions]]],

@@ -417,3 +417,26 @@ def test_file_workers_give_the_tree_of_a_sequential_unpack(workdir, workers):
         assert seq_tree["b/f1"][1:4] == (0o600, 0, 0)   # not the setgid parent's group
         assert seq_tree["a/f0"][0] == stat.S_IFCHR          # the whiteout
     assert seq_tree["a/attr"][8] == {"user.note": b"kept"}
+
+
+def test_a_caller_that_hashes_the_blob_itself_skips_the_source_digest(workdir):
+    tar = LayerTar().file("etc/hostname", b"box\n").bytes()
+    raw = gzip.compress(tar)
+    layer = workdir / "l.tgz"
+    layer.write_bytes(raw)
+    result = _native.unpack_layer(str(layer), str(workdir / "r1"), source_digest=False,
+                                  expected_diff_id=sha256(tar))
+    assert (result["digest"], result["diff_id"], result["compressed_size"]) == (None, sha256(tar), len(raw))
+    assert (workdir / "r1/etc/hostname").read_bytes() == b"box\n"
+    # Nothing to check an expected digest against: refused before anything is written.
+    with pytest.raises(ValueError, match="not computed"):
+        _native.unpack_layer(str(layer), str(workdir / "r2"), source_digest=False,
+                             expected_digest=sha256(raw))
+    assert not (workdir / "r2").exists()
+    # The same through unpack_layers, whose options are unpack_layer's keywords.
+    hashed, unhashed = _native.unpack_layers([
+        (str(layer), str(workdir / "r3"), {"file_workers": 2}),
+        (str(layer), str(workdir / "r4"), {"source_digest": False, "expected_diff_id": sha256(tar)}),
+    ])
+    assert (hashed["digest"], unhashed["digest"]) == (sha256(raw), None)
+    assert tree(workdir / "r3") == tree(workdir / "r4")

@@ -178,7 +178,7 @@ class SnapshotStore:
         tmp = self._new_tmp()
         try:
             try:
-                result = _native.unpack_layer(blob, tmp)
+                result = _native.unpack_layer(blob, tmp, source_digest=False)
             except _native.LayerError as e:
                 raise InvalidArgument(_label(name, str(e))) from e
             chain = chain_id(parent, result["diff_id"])
@@ -223,15 +223,19 @@ class SnapshotStore:
             return [self.get(chain) for chain in chains]
 
     def _unpack(self, jobs: list[tuple[str | int, str, str]]) -> list:
+        # A snapshot is named by diff IDs, which the unpack checks; the blob's
+        # own digest is the content store's business (checked at ingest, and
+        # as a download arrives), so the unpack does not hash the blob again.
         if not jobs:
             return []
         if len(jobs) == 1:
             source, target, _ = jobs[0]
             try:
-                return [_native.unpack_layer(source, target)]
+                return [_native.unpack_layer(source, target, source_digest=False)]
             except _native.LayerError as e:
                 return [e]
-        return list(_native.unpack_layers([(s, t) for s, t, _ in jobs], threads=self._threads))
+        return list(_native.unpack_layers([(s, t, {"source_digest": False}) for s, t, _ in jobs],
+                                          threads=self._threads))
 
     def _commit(self, tmp: str, chain: str, parent: str | None, diff_id: str, size: int) -> Snapshot:
         """Register and rename a fully unpacked tmp dir (caller holds the chain lock)."""

@@ -217,6 +217,19 @@ fn digests_are_checked() {
     let malformed = UnpackOptions { expected_digest: Some("sha256:xyz".into()), ..Default::default() };
     assert!(matches!(unpack_layer_path(&src, &t.0.join("m"), &malformed), Err(Error::InvalidArgument(_))));
     assert!(!t.0.join("m").exists());
+    assert_eq!(stats.digest, Some(sha(&gz)));
+
+    // A caller that hashes the blob itself: no digest, the diffID still checked.
+    let unhashed = UnpackOptions { skip_source_digest: true, expected_diff_id: Some(sha(&tar)), ..Default::default() };
+    let stats = unpack_layer_path(&src, &t.0.join("unhashed"), &unhashed).unwrap();
+    assert_eq!((stats.digest, stats.diff_id, stats.compressed_size), (None, sha(&tar), gz.len() as u64));
+    assert_eq!(fs::read(t.0.join("unhashed/f")).unwrap(), b"x");
+    let bad = UnpackOptions { skip_source_digest: true, expected_diff_id: Some(sha(b"other")), ..Default::default() };
+    let err = unpack_layer_path(&src, &t.0.join("unhashed-bad"), &bad).unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { what: "layer diff_id", .. }));
+    let both = UnpackOptions { skip_source_digest: true, expected_digest: Some(sha(&gz)), ..Default::default() };
+    assert!(matches!(unpack_layer_path(&src, &t.0.join("both"), &both), Err(Error::InvalidArgument(_))));
+    assert!(!t.0.join("both").exists());
 }
 
 #[test]
@@ -240,7 +253,7 @@ fn pack_then_unpack_round_trips_and_is_reproducible() {
         assert_eq!(a.size, fs::metadata(t.0.join("a")).unwrap().len());
         let dst = t.0.join(format!("dst-{}", compression.name()));
         let u = unpack_layer_path(&t.0.join("a"), &dst, &UnpackOptions::default()).unwrap();
-        assert_eq!((u.diff_id, u.digest, u.compression), (a.diff_id.clone(), a.digest.clone(), compression));
+        assert_eq!((u.diff_id, u.digest, u.compression), (a.diff_id.clone(), Some(a.digest.clone()), compression));
         assert_eq!(fs::read(dst.join("dir/file")).unwrap(), b"hello");
         assert_eq!(fs::metadata(dst.join("dir/file")).unwrap().mode() & 0o7777, 0o4750);
         assert_eq!(fs::metadata(dst.join("dir/sub/link")).unwrap().ino(), fs::metadata(dst.join("dir/file")).unwrap().ino());

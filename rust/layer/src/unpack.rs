@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
-use berth_digest::{is_sha256_digest, HashingReader};
+use berth_digest::{is_sha256_digest, Sha256};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
 
@@ -49,12 +49,18 @@ pub struct UnpackOptions {
     /// beside that cost 10-30% more wall time (their copies and wake-ups, and
     /// files of one directory created side by side only take turns on its lock).
     pub file_workers: Option<usize>,
+    /// Leave the raw bytes unhashed: for a caller that hashes them itself as
+    /// it feeds them (a download checked against its descriptor), so that the
+    /// blob is hashed once. `digest` then comes back None, and
+    /// `expected_digest` must be None.
+    pub skip_source_digest: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnpackStats {
     pub diff_id: String,
-    pub digest: String,
+    /// None with [`UnpackOptions::skip_source_digest`].
+    pub digest: Option<String>,
     pub compressed_size: u64,
     /// Sum of the sizes of the regular files written.
     pub size: u64,
@@ -82,13 +88,16 @@ pub fn unpack_layer(source: File, target: &Path, opts: &UnpackOptions) -> Result
             }
         }
     }
+    if opts.skip_source_digest && opts.expected_digest.is_some() {
+        return Err(Error::InvalidArgument("expected_digest given for a layer whose digest is not computed".into()));
+    }
     let _unpacking = Unpacking::enter();
     std::fs::create_dir_all(target)
         .map_err(|e| Error::io(format!("creating {}", target.display()), e))?;
     let root_fd = rfs::open(target, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Error::io(format!("opening {}", target.display()), e.into()))?;
 
-    let mut raw = HashingReader::new(source);
+    let mut raw = RawReader { inner: source, hasher: (!opts.skip_source_digest).then(Sha256::new), count: 0 };
     let magic = read_magic(&mut raw).map_err(|e| Error::io("reading layer stream", e))?;
     let compression = Compression::detect(&magic);
 
@@ -114,9 +123,9 @@ pub fn unpack_layer(source: File, target: &Path, opts: &UnpackOptions) -> Result
         (Ok(_), Err(Produce::Disconnected)) => unreachable!("consumer drains the stream on success"),
         (Ok(applied), Ok(d)) => (applied, d),
     };
-    if let Some(expected) = &opts.expected_digest {
-        if *expected != d.digest {
-            return Err(Error::DigestMismatch { what: "layer digest", expected: expected.clone(), actual: d.digest });
+    if let (Some(expected), Some(actual)) = (&opts.expected_digest, &d.digest) {
+        if expected != actual {
+            return Err(Error::DigestMismatch { what: "layer digest", expected: expected.clone(), actual: actual.clone() });
         }
     }
     if let Some(expected) = &opts.expected_diff_id {
@@ -150,8 +159,26 @@ fn read_magic<R: Read>(r: &mut R) -> io::Result<Vec<u8>> {
 }
 
 struct StreamDigests {
-    digest: String,
+    digest: Option<String>,
     compressed_size: u64,
+}
+
+/// The raw stream, counted and (unless the caller hashes it) hashed.
+struct RawReader {
+    inner: File,
+    hasher: Option<Sha256>,
+    count: u64,
+}
+
+impl Read for RawReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        self.count += n as u64;
+        Ok(n)
+    }
 }
 
 enum Produce {
@@ -164,7 +191,7 @@ enum Produce {
 fn produce(
     compression: Compression,
     magic: Vec<u8>,
-    raw: HashingReader<File>,
+    raw: RawReader,
     sender: ChunkSender,
 ) -> Result<StreamDigests, Produce> {
     let stream_err = |e: io::Error| {
@@ -200,8 +227,7 @@ fn produce(
     io::copy(&mut rest, &mut io::sink())
         .map_err(|e| Produce::Failed(Error::io("reading layer stream", e)))?;
     let (_, raw) = rest.into_inner().into_inner();
-    let (_, raw_hash, raw_count) = raw.into_parts();
-    Ok(StreamDigests { digest: raw_hash.oci_digest(), compressed_size: raw_count })
+    Ok(StreamDigests { digest: raw.hasher.map(|h| h.oci_digest()), compressed_size: raw.count })
 }
 
 /// Layers being unpacked in this process now (see [`UnpackOptions::file_workers`]).

@@ -185,7 +185,7 @@ fn unpack_result<'py>(py: Python<'py>, s: &berth_layer::UnpackStats) -> PyResult
 }
 
 #[pyfunction]
-#[pyo3(signature = (source, target, *, expected_digest=None, expected_diff_id=None, file_workers=None))]
+#[pyo3(signature = (source, target, *, expected_digest=None, expected_diff_id=None, file_workers=None, source_digest=true))]
 fn unpack_layer<'py>(
     py: Python<'py>,
     source: &Bound<'py, PyAny>,
@@ -193,9 +193,10 @@ fn unpack_layer<'py>(
     expected_digest: Option<String>,
     expected_diff_id: Option<String>,
     file_workers: Option<usize>,
+    source_digest: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let source = source_arg(source)?;
-    let opts = UnpackOptions { expected_digest, expected_diff_id, file_workers };
+    let opts = UnpackOptions { expected_digest, expected_diff_id, file_workers, skip_source_digest: !source_digest };
     let stats = py.detach(|| berth_layer::unpack(source, &target, &opts)).map_err(layer_err)?;
     unpack_result(py, &stats)
 }
@@ -204,7 +205,7 @@ fn unpack_layer<'py>(
 #[pyo3(signature = (jobs, *, threads=0))]
 fn unpack_layers<'py>(py: Python<'py>, jobs: &Bound<'py, PyAny>, threads: usize) -> PyResult<Vec<Bound<'py, PyAny>>> {
     let mut parsed = Vec::new();
-    let shape = || PyTypeError::new_err("each job must be (source, target) or (source, target, {\"expected_digest\": ..., \"expected_diff_id\": ...})");
+    let shape = || PyTypeError::new_err("each job must be (source, target) or (source, target, {option: value}) with unpack_layer's keyword arguments");
     for job in jobs.try_iter()? {
         let job = job?;
         let (source, target, opts): (Bound<'py, PyAny>, PathBuf, Option<Bound<'py, PyDict>>) = match job.len() {
@@ -221,10 +222,11 @@ fn unpack_layers<'py>(py: Python<'py>, jobs: &Bound<'py, PyAny>, threads: usize)
         let mut options = UnpackOptions::default();
         if let Some(o) = opts {
             for (key, value) in o.iter() {
-                let value: Option<String> = value.extract()?;
                 match key.extract::<String>()?.as_str() {
-                    "expected_digest" => options.expected_digest = value,
-                    "expected_diff_id" => options.expected_diff_id = value,
+                    "expected_digest" => options.expected_digest = value.extract()?,
+                    "expected_diff_id" => options.expected_diff_id = value.extract()?,
+                    "file_workers" => options.file_workers = value.extract()?,
+                    "source_digest" => options.skip_source_digest = !value.extract::<bool>()?,
                     other => return Err(PyTypeError::new_err(format!("unknown unpack option {other:?}"))),
                 }
             }

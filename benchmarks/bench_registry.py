@@ -218,18 +218,26 @@ def pipeline(seed: Registry, scratch: Path, repeat: int) -> dict:
     from berth.registry.service import RegistryService
 
     samples: dict[str, list[float]] = {"berth": [], "download-then-unpack": []}
-    for rep in range(repeat):
-        for name, streamed in (("berth", True), ("download-then-unpack", False)):
-            root = scratch / f"pipeline-{name}-{rep}"
-            images = ImageService(Config(root=str(root)), EventBus())
-            service = RegistryService(images, images.events, unpack_while_downloading=streamed)
-            try:
-                samples[name].append(timed(lambda: asyncio.run(
-                    service.pull(f"{seed.address}/{REPO}:v1"))))
-                log(f"pipeline {name} #{rep + 1}: {samples[name][-1]:.2f}s")
-            finally:
-                images.close()
-                shutil.rmtree(root, ignore_errors=True)
+    roots = []
+    try:
+        for rep in range(repeat):
+            for name, streamed in (("berth", True), ("download-then-unpack", False)):
+                root = scratch / f"pipeline-{name}-{rep}"
+                roots.append(root)
+                images = ImageService(Config(root=str(root)), EventBus())
+                service = RegistryService(images, images.events, unpack_while_downloading=streamed)
+                try:
+                    samples[name].append(timed(lambda: asyncio.run(
+                        service.pull(f"{seed.address}/{REPO}:v1"))))
+                    log(f"pipeline {name} #{rep + 1}: {samples[name][-1]:.2f}s")
+                finally:
+                    images.close()
+    finally:
+        # Deleted only now: on ext4 without a journal (this VM's root) inodes
+        # freed in the last minutes slow down creating files where they were,
+        # which would tax whichever variant runs next.
+        for root in roots:
+            shutil.rmtree(root, ignore_errors=True)
     return summarise("registry: berth pull, streamed unpack", "s", True, samples,
                      reference="download-then-unpack")
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 import sys
 
 
+_site_added = False
+
+
 def import_site() -> None:
-    if sys.flags.no_site and "site" not in sys.modules:
+    global _site_added
+    if sys.flags.no_site and not _site_added:
         import site
         site.main()
+        _site_added = True

@@ -84,7 +84,8 @@ SPAWN_TIMEOUT = 120.0
 
 def _spawn(argv: list[str], directory: str, what: str) -> MonitorHandle:
     """Run the monitor's launcher, which forks the monitor away and reports once the
-    process is created: a JSON line on stdout, or a JSON error on stderr.
+    process is created: a JSON line on stdout, or a JSON error on stderr (here
+    both arrive on one pipe; the last line is the report).
 
     posix_spawn (a vfork: no Python runs in the child, fine in a threaded daemon)
     with both streams on one pipe costs about half of subprocess.run here, and
@@ -93,7 +94,7 @@ def _spawn(argv: list[str], directory: str, what: str) -> MonitorHandle:
     try:
         devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            pid = os.posix_spawn(argv[0], argv, os.environ, setsid=True, file_actions=[
+            pid = os.posix_spawnp(argv[0], argv, os.environ, setsid=True, file_actions=[
                 (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, w, 1),
                 (os.POSIX_SPAWN_DUP2, w, 2)])
         finally:

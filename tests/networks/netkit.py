@@ -190,6 +190,11 @@ def leftovers(d: NetDaemon, bridges: set[str]) -> dict[str, list[str]]:
 
 
 def force_clean(d: NetDaemon, bridges: set[str]) -> None:
+    # Its cgroup parent as well: release_root finds parents only for roots that
+    # still exist, and a test may have deleted this one.
+    from berth.cgroups import CgroupManager, parent_name
+    sys.modules["berth_tests_root_conftest"]._remove_cgroups(
+        CgroupManager(parent_name(str(d.root))))
     for name in our_links(d, bridges):
         sh("ip", "link", "del", name, check=False)
     chain = f"BERTH-{d.tag}"

@@ -187,3 +187,72 @@ def busybox_rootfs() -> Path:
     if not ROOTFS.exists():
         subprocess.run(["sh", str(REPO / "examples/busybox/make-rootfs.sh"), str(ROOTFS)], check=True)
     return ROOTFS
+
+
+class PrivateDockerd:
+    """A stock dockerd with its own data root, exec root and socket; no iptables,
+    no bridge (tests only build, run with --network none and move images)."""
+
+    def __init__(self, base: Path, extra_args: tuple[str, ...] = (), text: bool = True):
+        self.dir = base / "dockerd"
+        self.dir.mkdir()
+        self.socket = self.dir / "d.sock"
+        self.log = self.dir / "dockerd.log"
+        self.text = text
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["dockerd", "--data-root", str(self.dir / "root"), "--exec-root",
+                 str(self.dir / "exec"), "-H", f"unix://{self.socket}", "--pidfile",
+                 str(self.dir / "dockerd.pid"), "--iptables=false", "--ip6tables=false",
+                 "--bridge=none", *extra_args],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dockerd exited:\n{self.log.read_text()[-2000:]}")
+            if self.docker("version", check=False).returncode == 0:
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("dockerd did not answer")
+
+    def docker(self, *args: str, input=None, check: bool = True) -> subprocess.CompletedProcess:
+        env = dict(os.environ, DOCKER_HOST=f"unix://{self.socket}", DOCKER_BUILDKIT="0",
+                   DOCKER_CONFIG=str(self.dir / "client"))
+        env.pop("DOCKER_CONTEXT", None)
+        proc = subprocess.run(["docker", *args], env=env, input=input, capture_output=True,
+                              text=self.text, timeout=300)
+        if check and proc.returncode != 0:
+            err = proc.stderr if self.text else proc.stderr.decode(errors="replace")
+            raise AssertionError(f"docker {' '.join(args)}: {err}")
+        return proc
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        # dockerd unmounts what it mounted; anything left under our dirs goes.
+        with open("/proc/mounts") as f:
+            leftovers = [line.split()[1] for line in f if str(self.dir) in line.split()[1]]
+        for mount in sorted(leftovers, key=len, reverse=True):
+            subprocess.run(["umount", "-l", mount], capture_output=True)
+
+
+@pytest.fixture
+def private_dockerd(workdir):
+    """start(*dockerd_args, text=True) -> PrivateDockerd in the workdir; skips the
+    test where Docker is not installed; stopped afterwards."""
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        pytest.skip("dockerd is not installed")
+    started: list[PrivateDockerd] = []
+
+    def start(*extra_args: str, text: bool = True) -> PrivateDockerd:
+        started.append(PrivateDockerd(workdir, extra_args, text))
+        return started[-1]
+    yield start
+    for engine in started:
+        engine.stop()

@@ -9,12 +9,6 @@ bridge) is started for the test and removed afterwards.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
@@ -43,62 +37,9 @@ COMPARED = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "L
             "Healthcheck", "StopSignal", "Shell", "OnBuild")
 
 
-class PrivateDockerd:
-    def __init__(self, base: Path):
-        self.dir = base / "dockerd"
-        self.dir.mkdir()
-        self.socket = self.dir / "d.sock"
-        self.log = self.dir / "dockerd.log"
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                ["dockerd", "--data-root", str(self.dir / "root"), "--exec-root",
-                 str(self.dir / "exec"), "-H", f"unix://{self.socket}", "--pidfile",
-                 str(self.dir / "dockerd.pid"), "--iptables=false", "--ip6tables=false",
-                 "--bridge=none"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dockerd exited:\n{self.log.read_text()[-2000:]}")
-            if self.docker("version", check=False).returncode == 0:
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("dockerd did not answer")
-
-    def docker(self, *args: str, input=None, check: bool = True) -> subprocess.CompletedProcess:
-        env = dict(os.environ, DOCKER_HOST=f"unix://{self.socket}", DOCKER_BUILDKIT="0",
-                   DOCKER_CONFIG=str(self.dir / "client"))
-        env.pop("DOCKER_CONTEXT", None)
-        proc = subprocess.run(["docker", *args], env=env, input=input, capture_output=True,
-                              timeout=300)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)}: {proc.stderr.decode(errors='replace')}")
-        return proc
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        with open("/proc/mounts") as f:
-            leftovers = [line.split()[1] for line in f if str(self.dir) in line.split()[1]]
-        for mount in sorted(leftovers, key=len, reverse=True):
-            subprocess.run(["umount", "-l", mount], capture_output=True)
-
-
 @pytest.fixture
-def stock_docker(workdir):
-    if shutil.which("dockerd") is None or shutil.which("docker") is None:
-        pytest.skip("dockerd is not installed")
-    engine = PrivateDockerd(workdir)
-    try:
-        yield engine
-    finally:
-        engine.stop()
+def stock_docker(private_dockerd):
+    return private_dockerd(text=False)
 
 
 def test_same_config_as_docker_and_runs_in_docker(builds, stock_docker, workdir):

@@ -11,9 +11,7 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -243,62 +241,9 @@ def test_berth_run_pulls_a_missing_image(daemon, berth_registry, workdir, busybo
 
 # -- stock dockerd with berth's registry ---------------------------------------------------------------
 
-class PrivateDockerd:
-    """A dockerd with its own data root, exec root and socket; no iptables,
-    no bridge (it only moves images), everything removed afterwards."""
-
-    def __init__(self, workdir: Path, insecure: str):
-        self.dir = workdir / "dockerd"
-        self.dir.mkdir()
-        self.socket = self.dir / "d.sock"
-        self.log = self.dir / "dockerd.log"
-        self.proc = subprocess.Popen(
-            ["dockerd", "--data-root", str(self.dir / "root"), "--exec-root", str(self.dir / "exec"),
-             "-H", f"unix://{self.socket}", "--pidfile", str(self.dir / "dockerd.pid"),
-             "--iptables=false", "--ip6tables=false", "--bridge=none",
-             "--insecure-registry", insecure],
-            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dockerd exited:\n{self.log.read_text()[-2000:]}")
-            if self.docker("version", check=False).returncode == 0:
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("dockerd did not answer")
-
-    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        env = dict(os.environ, DOCKER_HOST=f"unix://{self.socket}",
-                   DOCKER_CONFIG=str(self.dir / "client"))
-        env.pop("DOCKER_CONTEXT", None)
-        proc = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=120)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)}: {proc.stderr}")
-        return proc
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        # dockerd unmounts what it mounted; anything left under our dirs goes.
-        with open("/proc/mounts") as f:
-            leftovers = [line.split()[1] for line in f if str(self.dir) in line.split()[1]]
-        for mount in sorted(leftovers, key=len, reverse=True):
-            subprocess.run(["umount", "-l", mount], capture_output=True)
-
-
 @pytest.fixture
-def stock_dockerd(workdir, berth_registry):
-    if shutil.which("dockerd") is None or shutil.which("docker") is None:
-        pytest.skip("dockerd is not installed")
-    engine = PrivateDockerd(workdir, berth_registry.address)
-    yield engine
-    engine.stop()
+def stock_dockerd(private_dockerd, berth_registry):
+    return private_dockerd("--insecure-registry", berth_registry.address)
 
 
 def test_stock_dockerd_pushes_to_and_pulls_from_berth_registry(stock_dockerd, berth_registry, workdir):

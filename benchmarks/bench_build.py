@@ -29,7 +29,6 @@ benchmarks/run.py.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -44,7 +43,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from engines import Berth, Docker, Engine  # noqa: E402
-from run import finish, print_row, summarise  # noqa: E402
+from run import finish, print_row, suite_args, summarise  # noqa: E402
 
 ROOTFS = REPO / "examples" / "busybox" / "rootfs.tar"
 # Directories copied into the context, one COPY layer each (the first that exists).
@@ -169,12 +168,7 @@ def measure(builds: list[Build], repeat: int) -> list[dict]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--json", help="write the result rows to this file")
-    parser.add_argument("--berth-only", action="store_true",
-                        help="measure berth alone (no dockerd); no ratios")
-    args = parser.parse_args()
+    args = suite_args(__doc__, repeat=3)
     if not ROOTFS.exists():
         subprocess.run(["sh", str(REPO / "examples/busybox/make-rootfs.sh"), str(ROOTFS)], check=True)
     scratch = Path(tempfile.mkdtemp(prefix="berth-bench-build-"))

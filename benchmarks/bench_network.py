@@ -19,7 +19,6 @@ writes the rows in the shape of ``summarise()`` in benchmarks/run.py.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -32,7 +31,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from engines import Berth, Docker, Engine  # noqa: E402
-from run import finish, print_row, summarise, timed  # noqa: E402
+from run import finish, print_row, suite_args, summarise, timed  # noqa: E402
 
 ROOTFS = REPO / "examples" / "busybox" / "rootfs.tar"
 IMAGE = "berth-bench/netbox:latest"
@@ -90,12 +89,7 @@ def log(message: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--json", help="write the result rows to this file")
-    parser.add_argument("--berth-only", action="store_true",
-                        help="measure berth alone (no dockerd); no ratios")
-    args = parser.parse_args()
+    args = suite_args(__doc__, repeat=15)
     if not ROOTFS.exists():
         print(f"{ROOTFS} is missing (make builds it)", file=sys.stderr)
         return 2

@@ -17,7 +17,6 @@ writes the rows in the shape of ``summarise()`` in benchmarks/run.py.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -36,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from engines import Berth, Docker, Engine  # noqa: E402
-from run import finish, print_row, summarise, timed  # noqa: E402
+from run import finish, print_row, suite_args, summarise, timed  # noqa: E402
 
 # Directories copied into layers, one layer each (skipped when missing).
 LAYER_SOURCES = [
@@ -243,12 +242,7 @@ def pipeline(seed: Registry, scratch: Path, repeat: int) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--json", help="write the result rows to this file")
-    parser.add_argument("--berth-only", action="store_true",
-                        help="measure berth alone (no dockerd); no ratios")
-    args = parser.parse_args()
+    args = suite_args(__doc__, repeat=3)
     for tool in ("docker-registry", "skopeo"):
         if shutil.which(tool) is None and not os.path.exists(f"/usr/bin/{tool}"):
             print(f"{tool} is not installed (make deps installs it)", file=sys.stderr)

@@ -127,6 +127,16 @@ def measure(engines: list[Engine], repeat: int) -> list[dict]:
     return rows
 
 
+def suite_args(doc: str, repeat: int) -> argparse.Namespace:
+    """The command line every engine-against-engine suite script takes."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=repeat)
+    parser.add_argument("--json", help="write the result rows to this file")
+    parser.add_argument("--berth-only", action="store_true",
+                        help="measure berth alone (no dockerd); no ratios")
+    return parser.parse_args()
+
+
 def summarise(name, unit, lower, samples, error=None, reference="docker") -> dict:
     """One result row: berth's figures, the reference's (Docker, hashlib, GNU
     tar...) and berth/reference of the medians."""

@@ -201,6 +201,12 @@ class ContainerService:
     async def _persist(self, c: Container) -> None:
         await asyncio.wrap_future(self._save(c))
 
+    def _save_soon(self, c: Container) -> None:
+        """_save without waiting (the run path): memory is what the API answers
+        from, writes still land in order, and a crash before one lands is what
+        reconcile at start-up repairs. A failure is logged."""
+        self._save(c).add_done_callback(_log_save_failure)
+
     def _image_users(self, image_id: str):
         return [(c.id, c.running) for c in list(self._containers.values())
                 if c.image_id == image_id]
@@ -316,8 +322,9 @@ class ContainerService:
     def _image_parts(self, image_ref: str):
         """Worker: (ID, config, layer chain IDs, lowerdirs) of the image to run."""
         image_id = self.images.resolve(image_ref)
-        return (image_id, self.images.image_config(image_id),
-                self.images.layer_chain_ids(image_id), self.images.lowerdirs(image_id))
+        chains = self.images.layer_chain_ids(image_id)
+        return (image_id, self.images.image_config(image_id), chains,
+                self.images.snapshots.lowerdirs(chains))
 
     def _create_files(self, c: Container, image_config: dict, volumes) -> None:
         """Worker: the bundle, volumes and /etc files; then the record is complete."""
@@ -415,9 +422,7 @@ class ContainerService:
         c.state = State(status=RUNNING, pid=pid, started_ns=c.state.started_ns,
                         finished_ns=c.state.finished_ns, has_been_started=True,
                         manually_stopped=False)
-        # Not awaited: memory is what the API answers from, writes land in order,
-        # and a crash before this one lands is what reconcile at start-up repairs.
-        self._save(c).add_done_callback(_log_save_failure)
+        self._save_soon(c)
         self._event(c, "start")
         self._watch(c)
         self._volumes_hook("container_started", c)
@@ -545,7 +550,7 @@ class ContainerService:
         c.state.error = error
         c.state.oom_killed = oom
         c.state.finished_ns = _finished_ns(record)
-        self._save(c).add_done_callback(_log_save_failure)  # in order; see _start_locked
+        self._save_soon(c)
         if oom:
             self._event(c, "oom")
         self._event(c, "die", exitCode=str(code))
@@ -767,7 +772,7 @@ class ContainerService:
                 return
             self._cancel_restart(c)
             c.state.status = REMOVING
-            self._save(c).add_done_callback(_log_save_failure)  # lands before the DELETE or is moot
+            self._save_soon(c)  # lands before the DELETE or is moot
             await asyncio.gather(asyncio.to_thread(self._destroy, c, volumes),
                                  self._network_forget(c.id))
             self._forget(c)

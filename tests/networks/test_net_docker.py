@@ -49,8 +49,11 @@ def test_two_containers_talk_by_name(net, docker):
     assert len(nid) == 64
     docker("run", "-d", "--name", "httpd", "--network", "talk", IMAGE,
            "httpd", "-f", "-p", "80", "-h", "/etc")
+    # The listener's stdin stays open (a pipe from sleep): busybox nc half-closes at
+    # stdin EOF, and with /dev/null a client whose echo had not yet written would
+    # see that FIN and exit 0 having sent nothing.
     docker("run", "-d", "--name", "listener", "--network", "talk", IMAGE,
-           "sh", "-c", "nc -l -p 5000 > /tmp/got; sleep 300")
+           "sh", "-c", "sleep 300 | nc -l -p 5000 > /tmp/got; sleep 300")
     hostname = docker("inspect", "-f", "{{.Config.Hostname}}", "httpd").stdout.strip()
     # `run -d` returns once the process runs, not once it listens (as with Docker).
     out = wait_for(lambda: docker("run", "--rm", "--network", "talk", IMAGE, "wget", "-qO-",

@@ -10,8 +10,6 @@ only before the command name. Flag errors exit 125, argument-count errors and
 unknown commands exit 1, like docker.
 """
 
-from __future__ import annotations
-
 from .errors import ArgumentError, HelpRequested, UsageError
 
 BOOL, STRING, INT, LIST = "bool", "string", "int", "list"

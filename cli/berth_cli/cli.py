@@ -1,7 +1,5 @@
 """What a command runs with: the environment, global options and the API client."""
 
-from __future__ import annotations
-
 from .env import DEFAULT_HOST, DEFAULT_ROOT, Env
 
 

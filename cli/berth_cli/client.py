@@ -4,8 +4,6 @@ Methods return decoded JSON, or a ``Response`` for streamed bodies (import, load
 save, events). HTTP errors become ``APIError`` with the daemon's message.
 """
 
-from __future__ import annotations
-
 import errno
 
 from . import API_VERSION

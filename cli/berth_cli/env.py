@@ -4,11 +4,10 @@ Commands only touch the outside world through an Env, so tests can run them in
 process with byte buffers and a fixed clock instead of spawning a subprocess.
 """
 
-from __future__ import annotations
-
-import os
 import sys
 import time
+
+from . import lean_os
 
 DEFAULT_HOST = "unix:///run/berth/berth.sock"
 DEFAULT_ROOT = "/var/lib/berth"
@@ -35,7 +34,7 @@ class Stream:
     def isatty(self) -> bool:
         if self._tty is None:
             try:
-                self._tty = os.isatty(self.raw.fileno())
+                self._tty = lean_os.isatty(self.raw.fileno())
             except (AttributeError, OSError, ValueError):
                 self._tty = False
         return self._tty
@@ -52,14 +51,14 @@ class Env:
         self.stdin = Stream(stdin, stdin_tty)
         self.out = Stream(stdout, stdout_tty)
         self.err = Stream(stderr, stderr_tty)
-        self.environ = dict(os.environ) if environ is None else environ
+        self.environ = lean_os.environ() if environ is None else environ
         self._now = now
 
     @classmethod
     def from_process(cls) -> "Env":
         # A stream the parent closed (cron, `<&-`) is None in sys: use /dev/null instead.
         def binary(stream, mode):
-            return stream.buffer if stream is not None else open(os.devnull, mode)
+            return stream.buffer if stream is not None else open(lean_os.devnull, mode)
         return cls(binary(sys.stdin, "rb"), binary(sys.stdout, "wb"), binary(sys.stderr, "wb"))
 
     def now(self) -> float:
@@ -72,4 +71,4 @@ class Env:
 
     @property
     def config_dir(self) -> str:
-        return self.get("BERTH_CONFIG") or os.path.join(self.get("HOME", "/root"), ".berth")
+        return self.get("BERTH_CONFIG") or self.get("HOME", "/root").rstrip("/") + "/.berth"

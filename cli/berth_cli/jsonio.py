@@ -7,8 +7,6 @@ start-up together. The decoder ``json`` itself uses is the C scanner in
 missing (other interpreters). Pretty printing and templates still use ``json``.
 """
 
-from __future__ import annotations
-
 try:
     from _json import encode_basestring as _quote_utf8
     from _json import encode_basestring_ascii as _quote

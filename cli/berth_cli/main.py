@@ -1,8 +1,6 @@
 """The `berth` entry point: parse, dispatch, and turn every failure into docker's
 exit code and stderr message, in this one place."""
 
-from __future__ import annotations
-
 import sys
 
 from . import API_VERSION, __version__
@@ -100,13 +98,13 @@ def entry() -> None:
     clean-up (module teardown, GC), which costs milliseconds on every command.
     Everything the CLI writes goes through env.out and env.err, flushed by main()."""
     code = main()
-    import os
+    from .lean_os import exit_now
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
-    os._exit(code)
+    exit_now(code)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,10 @@ chunked and close-delimited bodies, streamed request bodies (sendfile for
 regular files, chunked otherwise), and hijacked connections (101 Upgrade).
 """
 
-from __future__ import annotations
-
 import _socket
 import codecs
-import os
 
+from . import lean_os
 from .errors import CLIError
 
 RECV_SIZE = 1 << 18
@@ -109,7 +107,7 @@ class Connection:
             offset = _file_position(body)
             end = offset + length
             while offset < end:
-                sent = os.sendfile(self.sock.fileno(), fd, offset, min(end - offset, 1 << 30))
+                sent = lean_os.sendfile(self.sock.fileno(), fd, offset, min(end - offset, 1 << 30))
                 if sent == 0:
                     raise ProtocolError("request body file shrank while it was being sent")
                 offset += sent
@@ -265,13 +263,13 @@ def _file_position(body) -> int:
     """The logical read position (a buffered reader's fd may be ahead of it)."""
     if hasattr(body, "tell"):
         return body.tell()
-    return os.lseek(body.fileno(), 0, os.SEEK_CUR)
+    return lean_os.lseek(body.fileno(), 0, lean_os.SEEK_CUR)
 
 
 def _remaining_file_size(body) -> int | None:
     """Bytes left in a regular file (so it can go with Content-Length and sendfile)."""
     try:
-        st = os.fstat(body.fileno())
+        st = lean_os.fstat(body.fileno())
         if st.st_mode & 0o170000 != 0o100000:  # a pipe, tty or socket: length unknown
             return None
         return st.st_size - _file_position(body)

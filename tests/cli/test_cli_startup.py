@@ -53,3 +53,13 @@ def test_only_the_invoked_command_group_is_loaded(env):
     assert "berth_cli.commands.images" in imported
     assert "berth_cli.commands.system" not in imported
     assert "berth_cli.autostart" not in imported
+
+
+@pytest.mark.parametrize("argv", [["-v"], ["create", "busybox", "true"]])
+def test_run_path_does_not_import_os(env, fake_api, argv):
+    # os costs a quarter of the interpreter's own start (its ABCs); `run` and
+    # `create` take what they need from posix (berth_cli.lean_os).
+    fake_api.route("POST", "/containers/create", Reply(status=201, json_body={"Id": "c" * 64, "Warnings": []}))
+    imported = _imported(argv, env)
+    assert "berth_cli.main" in imported
+    assert not imported & {"os", "__future__"}, sorted(imported & {"os", "__future__"})

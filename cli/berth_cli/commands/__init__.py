@@ -5,8 +5,6 @@ module of the command it runs (start-up cost stays flat as commands are added).
 Adding a command: define it in its group's module and add its name here.
 """
 
-from __future__ import annotations
-
 TOP_LEVEL: dict[str, tuple[str, str]] = {
     # management commands
     "builder": ("build", "BUILDER"),

@@ -5,10 +5,7 @@ The body sent to ``POST /containers/create`` has the docker CLI's shape, field f
 field, so that berthd sees one request layout whichever client made it.
 """
 
-from __future__ import annotations
-
-import os
-
+from .. import lean_os
 from ..args import BOOL, INT, LIST, STRING, Flag
 from ..errors import CLIError
 
@@ -184,7 +181,7 @@ def parse_mount(value: str) -> dict:
         if key == "type":
             mount["Type"] = val.lower()
         elif key in ("source", "src"):
-            mount["Source"] = os.path.abspath(val) if val.startswith(".") else val
+            mount["Source"] = lean_os.abspath(val) if val.startswith(".") else val
         elif key in ("target", "dst", "destination"):
             mount["Target"] = val
         elif key in ("readonly", "ro"):
@@ -684,7 +681,7 @@ def build_config(opts, image: str, command: list[str], environ: dict[str, str],
             if parsed["Type"] == "bind":
                 host, colon, rest = spec.partition(":")
                 if colon and host.startswith("."):
-                    spec = os.path.abspath(host) + ":" + rest
+                    spec = lean_os.abspath(host) + ":" + rest
             binds.append(spec)
         else:
             volumes[spec] = {}

@@ -11,13 +11,11 @@ signal handler. Only C modules are imported here (``_signal`` rather than
 ``signal``, which pulls in enum): `run` starts on this path.
 """
 
-from __future__ import annotations
-
 import _signal
 import _socket
-import os
 import select
 
+from .. import lean_os
 from ..errors import CLIError
 from ..transport import ProtocolError
 
@@ -141,7 +139,7 @@ def terminal_size(stream) -> tuple[int, int]:
     if not stream.isatty():
         return 0, 0
     try:
-        size = os.get_terminal_size(stream.raw.fileno())
+        size = lean_os.get_terminal_size(stream.raw.fileno())
     except (AttributeError, OSError, ValueError):
         return 0, 0
     return size.lines, size.columns
@@ -153,13 +151,13 @@ class SignalRelay:
 
     def __init__(self, forward: bool, on_signal=None, on_winch=None):
         self.on_signal, self.on_winch = on_signal, on_winch
-        self.fd, self._wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.fd, self._wfd = lean_os.pipe2(lean_os.O_NONBLOCK | lean_os.O_CLOEXEC)
         self._saved: dict[int, object] = {}
         try:
             self._old_wakeup = _signal.set_wakeup_fd(self._wfd)
         except ValueError:  # not the main thread: no relay
-            os.close(self.fd)
-            os.close(self._wfd)
+            lean_os.close(self.fd)
+            lean_os.close(self._wfd)
             self.fd = -1
             return
         wanted = list(FORWARDED_SIGNALS) if forward else []
@@ -174,7 +172,7 @@ class SignalRelay:
 
     def dispatch(self) -> None:
         try:
-            data = os.read(self.fd, 512)
+            data = lean_os.read(self.fd, 512)
         except BlockingIOError:
             return
         for signum in data:
@@ -189,8 +187,8 @@ class SignalRelay:
         for signum, handler in self._saved.items():
             _signal.signal(signum, handler)
         _signal.set_wakeup_fd(self._old_wakeup)
-        os.close(self.fd)
-        os.close(self._wfd)
+        lean_os.close(self.fd)
+        lean_os.close(self._wfd)
         self.fd = -1
 
 
@@ -281,7 +279,7 @@ def pump(raw, *, stdin=None, out=None, err=None, tty: bool = False,
                     deliver(data)
             elif fd == in_fd:
                 try:
-                    data = os.read(in_fd, _READ_SIZE)
+                    data = lean_os.read(in_fd, _READ_SIZE)
                 except OSError:
                     data = b""
                 if not data:

@@ -7,10 +7,7 @@ error text that says the command cannot be found or run exits 127 or 126, like
 the docker CLI. This module is on `run`'s path: keep its imports lean.
 """
 
-from __future__ import annotations
-
-import os
-
+from .. import lean_os
 from ..args import STRING, Command, Flag, at_least, exact
 from ..errors import APIError, CLIError
 from . import containeropts
@@ -70,28 +67,29 @@ class CidFile:
         self.fd = -1
         if not path:
             return
-        if os.path.exists(path):
+        if lean_os.exists(path):
             raise CLIError(f"container ID file found, make sure the other container isn't running "
                            f"or delete {path}")
         try:
-            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            self.fd = lean_os.open(path, lean_os.O_WRONLY | lean_os.O_CREAT | lean_os.O_TRUNC
+                                   | lean_os.O_CLOEXEC, 0o666)
         except OSError as e:
             raise CLIError(f"failed to create the container ID file: open {path}: "
                            f"{(e.strerror or str(e)).lower()}") from None
 
     def write(self, cid: str) -> None:
         if self.fd >= 0:
-            os.write(self.fd, cid.encode())
+            lean_os.write(self.fd, cid.encode())
             self.written = True
 
     def close(self) -> None:
         if self.fd < 0:
             return
-        os.close(self.fd)
+        lean_os.close(self.fd)
         self.fd = -1
         if not self.written:
             try:
-                os.unlink(self.path)
+                lean_os.unlink(self.path)
             except FileNotFoundError:
                 pass
 

@@ -3,7 +3,9 @@
 The "embedded default": one command works on a fresh machine. The daemon gets
 its own session (it outlives the CLI and ignores the terminal's signals), its
 output goes to ``<root>/berthd.log``, and a lock file in the root makes CLIs
-that start at the same moment share one daemon instead of racing.
+that start at the same moment share one daemon instead of racing. A berthd that
+holds ``<socket>.lock`` is starting (bound, not yet listening: connects are
+refused) or serving: the CLI waits for it rather than start a second one.
 """
 
 from __future__ import annotations
@@ -63,13 +65,34 @@ def _log_tail(path: str, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def socket_lock_holder(socket_path: str) -> str | None:
+    """The pid written in ``<socket>.lock`` if a berthd holds that lock, else None."""
+    import fcntl  # only here: the normal path, where the daemon answers, never needs it
+    try:
+        fd = os.open(socket_path + ".lock", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # no lock file (or not ours to read): no daemon we can see
+        return None
+    try:
+        # Shared and momentary: berthd retries its LOCK_EX briefly, so this probe
+        # never makes a starting daemon fail.
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+    finally:
+        os.close(fd)  # releases the probe's lock
+    return None
+
+
 def start_daemon(host: str, socket_path: str, root: str, environ: dict[str, str],
-                 notify=None, timeout: float = START_TIMEOUT) -> int | None:
-    """Start berthd for (root, host) unless one already answers; return its pid.
+                 notify=None, timeout: float | None = None) -> int | None:
+    """Start berthd for (root, host) unless one already answers or is starting
+    on that socket; return its pid (None if we started none).
 
     Raises ConnectionFailed, naming the log, if it cannot be started or does not
     answer /_ping in time.
     """
+    if timeout is None:
+        timeout = START_TIMEOUT  # read at call time: tests shorten it
     root = os.path.abspath(root)
     berthd = find_berthd(environ)
     if berthd is None:
@@ -87,6 +110,13 @@ def start_daemon(host: str, socket_path: str, root: str, environ: dict[str, str]
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         if answers(socket_path):  # another CLI started it while we waited for the lock
             return None
+        holder = socket_lock_holder(socket_path)
+        if holder is not None:
+            if notify:
+                notify(f"waiting for berthd (pid {holder}) starting on {host}")
+            if _wait_for_holder(holder, host, socket_path, timeout):
+                return None
+            # It let go without answering (it failed or stopped): start our own.
         if notify:
             notify(f"starting berthd (root {root}, log {log_path})")
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
@@ -107,6 +137,23 @@ def start_daemon(host: str, socket_path: str, root: str, environ: dict[str, str]
         return pid
     finally:
         os.close(lock_fd)  # releases the lock
+
+
+def _wait_for_holder(holder: str, host: str, socket_path: str, timeout: float) -> bool:
+    """Wait for the berthd holding the socket's lock to answer: True once it does,
+    False if it lets go of the lock first."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        if answers(socket_path):
+            return True
+        if socket_lock_holder(socket_path) is None:
+            return answers(socket_path)
+        if time.monotonic() >= deadline:
+            raise ConnectionFailed(f"berthd (pid {holder}) holds {socket_path}.lock but did not "
+                                   f"answer on {host} within {timeout:g} seconds")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.05)
 
 
 def _wait_until_ready(pid: int, host: str, socket_path: str, log_path: str, timeout: float) -> None:

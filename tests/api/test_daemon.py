@@ -46,9 +46,12 @@ def test_second_daemon_on_same_root_refuses(daemon, workdir):
 
 def test_second_daemon_on_same_socket_refuses(daemon, workdir):
     other_root = workdir / "other-root"
+    inode = os.lstat(daemon.socket).st_ino
     proc = run_berthd(other_root, daemon.socket)
     assert proc.returncode == 1
-    assert f"cannot serve on {daemon.socket}: another daemon is listening on it" in proc.stderr
+    assert (f"cannot serve on {daemon.socket}: another berthd (pid {daemon.proc.pid}) owns it "
+            f"({daemon.socket}.lock is locked)") in proc.stderr
+    assert os.lstat(daemon.socket).st_ino == inode  # untouched, not replaced
     assert API(str(daemon.socket)).get("/_ping").status == 200
 
 

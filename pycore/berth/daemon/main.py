@@ -1,7 +1,8 @@
 """``berthd [--root DIR] [--host unix://PATH] [--debug]``.
 
-Start-up order matters: lock the data root (one daemon per root), claim the
-socket (refusing if another daemon answers on it), start the services, and only
+Start-up order matters: lock the data root (one daemon per root), lock the
+socket path (``<socket>.lock``: one daemon per socket, starting or serving),
+claim the socket (replacing it only if stale), start the services, and only
 then listen, so a client that can connect is served. Heavy modules are imported
 after the arguments are checked, because the CLI auto-starts the daemon and
 waits for it.
@@ -18,6 +19,7 @@ import signal
 import socket
 import stat
 import sys
+import time
 
 from berth import __version__
 from berth.config import Config
@@ -50,25 +52,66 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class RootLock:
-    """An flock on ``<root>/berthd.pid``: held for the daemon's lifetime, released
-    by the kernel if it dies, so a stale pidfile never blocks a restart."""
+class PidLock:
+    """An flock on a file holding the holder's pid: held for the daemon's lifetime,
+    released by the kernel if it dies, so a stale file never blocks a restart.
 
-    def __init__(self, root: str):
-        self.path = os.path.join(root, PIDFILE)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(self.fd)
-            raise StartupError(f"data root {root} is in use by another berthd (pid {holder})") from None
+    ``busy(pid)`` is the error when another process holds it. ``grace`` is how
+    long to retry first: the CLI probes the socket's lock with a momentary
+    LOCK_SH, which must not make a starting daemon give up."""
+
+    def __init__(self, path: str, busy, mode: int = 0o644, grace: float = 0.0):
+        self.path = path
+        deadline = time.monotonic() + grace
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                if time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                raise StartupError(busy(holder)) from None
+            self.inode = os.fstat(fd).st_ino
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == self.inode:
+                break
+            # Its previous holder removed the file while we waited: that inode locks nothing.
+            os.close(fd)
+        self.fd = fd
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        if remove:  # before letting go, and only our own file (see _remove_socket)
+            try:
+                if os.lstat(self.path).st_ino == self.inode:
+                    os.unlink(self.path)
+            except FileNotFoundError:
+                pass
         os.ftruncate(self.fd, 0)
         os.close(self.fd)
+
+
+def RootLock(root: str) -> PidLock:
+    """``<root>/berthd.pid``: one daemon per data root."""
+    return PidLock(os.path.join(root, PIDFILE),
+                   lambda pid: f"data root {root} is in use by another berthd (pid {pid})")
+
+
+def SocketLock(path: str) -> PidLock:
+    """``<socket>.lock``: held from before the socket is bound, so the window
+    between bind and listen (a refused connect) never looks like a stale socket
+    to another daemon or to the CLI's auto-start."""
+    return PidLock(path + ".lock",
+                   lambda pid: f"cannot serve on {path}: another berthd (pid {pid}) owns it "
+                               f"({path}.lock is locked)",
+                   mode=0o600, grace=0.5)
 
 
 def _someone_answers(path: str) -> bool:
@@ -182,11 +225,14 @@ def main(argv: list[str] | None = None) -> int:
         path = os.path.abspath(path)
 
     lock = None
+    socket_lock = None
     sock = None
     inode = None
     try:
         os.makedirs(config.root, mode=0o711, exist_ok=True)
         lock = RootLock(config.root)
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        socket_lock = SocketLock(path)
         sock = bind_socket(path)
         inode = os.lstat(path).st_ino
         import asyncio
@@ -205,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         if sock is not None:
             sock.close()
             _remove_socket(path, inode)
+        if socket_lock is not None:
+            socket_lock.release(remove=True)
         if lock is not None:
             lock.release()
 

@@ -4,6 +4,7 @@ with the image, environment rules, /etc files, names, log reading, detach keys."
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -168,3 +169,19 @@ def test_detach_keys():
 ])
 def test_human_duration(seconds, text):
     assert human_duration(seconds) == text
+
+
+def test_containers_directory_is_the_top_of_unrelated_trees(daemon):
+    # Every run makes and deletes a container directory: flagged chattr +T, ext4
+    # places each one away from the inodes the last one freed (berth.fsflags).
+    import array
+    import fcntl
+    fd = os.open(daemon.root / "containers", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, 0x80086601, flags, True)  # FS_IOC_GETFLAGS
+    except OSError:
+        pytest.skip("the filesystem has no inode flags")
+    finally:
+        os.close(fd)
+    assert flags[0] & 0x00020000, f"FS_TOPDIR_FL not set: {flags[0]:#x}"

@@ -10,9 +10,7 @@ the rename, so a directory under its final name always has a row.
 
 from __future__ import annotations
 
-import array
 import contextlib
-import fcntl
 import os
 import secrets
 import shutil
@@ -23,13 +21,11 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from berth import _native
 from berth.errors import InvalidArgument, NotFound
+from berth.fsflags import mark_top_of_hierarchies
 from berth.metadata import Database
 
 TMP_PREFIX = "tmp-"
 
-FS_IOC_GETFLAGS = 0x80086601
-FS_IOC_SETFLAGS = 0x40086602
-FS_TOPDIR_FL = 0x00020000
 
 MIGRATIONS = [
     """
@@ -358,32 +354,6 @@ class SnapshotStore:
                 os.unlink(path)
         except FileNotFoundError:
             pass  # already gone
-
-
-def mark_top_of_hierarchies(path: str) -> bool:
-    """Flag ``path`` as the top of directory hierarchies (``chattr +T``), so
-    ext4 places each snapshot under it as an unrelated tree, in a block group
-    with few directories, instead of next to its siblings. It matters most
-    on ext4 without a journal: there the inode allocator steps over every
-    inode freed in the last minute or more, one by one, so a layer unpacked
-    next to a tree that was just deleted (rmi, then pull) pays ~200 us per
-    file instead of ~10 us. Best effort: False where the filesystem has no
-    such flag (tmpfs, xfs, overlay)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        flags = array.array("i", [0])
-        fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags, True)
-        if not flags[0] & FS_TOPDIR_FL:
-            flags[0] |= FS_TOPDIR_FL
-            fcntl.ioctl(fd, FS_IOC_SETFLAGS, flags, True)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
 
 
 def _label(name: str, message: str) -> str:

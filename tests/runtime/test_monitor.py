@@ -246,6 +246,63 @@ def test_monitor_survives_kill_9_of_its_spawner(boxes):
     assert logs == ["before\n", "after\n"]
 
 
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_monitors_come_from_one_zygote_and_outlive_it(boxes):
+    from berth.runtime import monitor
+    first = boxes.create(["sleep", "1000"])
+    zygote = monitor._zygote._pid
+    assert zygote and open(f"/proc/{zygote}/cmdline", "rb").read().split(b"\0")[1] == b"zygote"
+    second = boxes.create(["sh", "-c", "exit 3"])
+    assert monitor._zygote._pid == zygote          # one zygote for every spawn
+    for bundle in (first, second):
+        # The monitor is nobody's child here: its parent (the zygote's fork) exited.
+        assert _ppid(rt.state(bundle)["monitorPid"]) not in (zygote, os.getpid())
+    monitor._zygote._stop()                        # as when the daemon goes away
+    assert _gone(zygote)
+    rt.start(first)
+    rt.start(second)
+    assert rt.wait_exit_sync(second, timeout=30)["exitCode"] == 3
+    assert rt.state(first)["status"] == "running"
+    rt.kill(first, signal.SIGKILL)
+    assert rt.wait_exit_sync(first, timeout=30)["exitCode"] == 137
+    boxes.create(["true"])                         # the next spawn starts a new zygote
+    assert monitor._zygote._pid not in (0, zygote)
+
+
+def test_a_killed_zygote_is_replaced(boxes):
+    from berth.runtime import monitor
+    boxes.create(["true"])
+    zygote = monitor._zygote._pid
+    os.kill(zygote, signal.SIGKILL)
+    result = boxes.run(["echo", "again"])
+    assert result.stdout == b"again\n" and result.exit["exitCode"] == 0
+    assert monitor._zygote._pid != zygote and _gone(zygote)
+
+
+def test_a_changed_environment_gets_a_new_zygote(boxes, monkeypatch):
+    # The zygote's environment is the monitors' (BERTH_OVERLAY_LEGACY...).
+    from berth.runtime import monitor
+    boxes.create(["true"])
+    zygote = monitor._zygote._pid
+    monkeypatch.setenv("BERTH_ZYGOTE_TEST", "1")
+    boxes.create(["true"])
+    assert monitor._zygote._pid != zygote and _gone(zygote)
+    with open(f"/proc/{monitor._zygote._pid}/environ", "rb") as f:
+        assert b"BERTH_ZYGOTE_TEST=1" in f.read().split(b"\0")
+
+
 def test_a_dead_monitor_is_reported(boxes):
     bundle = boxes.create(["sleep", "1000"])
     rt.start(bundle)

@@ -10,7 +10,9 @@ import os
 import select
 import shutil
 import signal as _signal
+import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -82,46 +84,142 @@ def _error_from_monitor(stderr: str, what: str) -> BerthError:
 SPAWN_TIMEOUT = 120.0
 
 
-def _spawn(argv: list[str], directory: str, what: str) -> MonitorHandle:
-    """Run the monitor's launcher, which forks the monitor away and reports once the
-    process is created: a JSON line on stdout, or a JSON error on stderr (here
+def _spawn(args: list[str], directory: str, what: str) -> MonitorHandle:
+    """Run ``berth-monitor <args>``, which forks the monitor away and reports once
+    the process is created: a JSON line on stdout, or a JSON error on stderr (here
     both arrive on one pipe; the last line is the report).
 
-    posix_spawn (a vfork: no Python runs in the child, fine in a threaded daemon)
-    with both streams on one pipe costs about half of subprocess.run here, and
-    this is on every container start."""
-    r, w = os.pipe2(os.O_CLOEXEC)
-    try:
-        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    The zygote runs it without an exec; where no zygote can be had, posix_spawn
+    (a vfork: no Python runs in the child, fine in a threaded daemon) with both
+    streams on one pipe costs about half of subprocess.run."""
+    for attempt in range(2):
+        r, w = os.pipe2(os.O_CLOEXEC)
+        pid = None
         try:
-            pid = os.posix_spawnp(argv[0], argv, os.environ, setsid=True, file_actions=[
-                (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, w, 1),
-                (os.POSIX_SPAWN_DUP2, w, 2)])
+            if not _zygote.request(args, w):
+                pid = _spawn_direct([monitor_binary(), *args], w)
+        except BaseException:
+            os.close(r)
+            raise
         finally:
-            os.close(devnull)
+            os.close(w)
+        output = _read_until_eof(r, pid, what)
+        if output or pid is not None or attempt:
+            break
+        # Not a word: the zygote died with our request unread. Once more, anew.
+        _zygote.discard()
+    text = output.decode(errors="replace")
+    failed = False
+    if pid is not None:
+        _, status = os.waitpid(pid, 0)
+        failed = os.waitstatus_to_exitcode(status) != 0
+    try:
+        info = json.loads(text.strip().splitlines()[-1])
+        handle = MonitorHandle(directory=directory, monitor_pid=info["monitorPid"], pid=info["pid"])
+    except (ValueError, IndexError, KeyError, TypeError):
+        failed = True
+    if failed:
+        raise _error_from_monitor(text or "berth-monitor died before reporting", what)
+    return handle
+
+
+def _spawn_direct(argv: list[str], w: int) -> int:
+    devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.posix_spawnp(argv[0], argv, os.environ, setsid=True, file_actions=[
+            (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, w, 1),
+            (os.POSIX_SPAWN_DUP2, w, 2)])
     except OSError as e:
-        os.close(r)
         raise SystemError_(f"cannot run {argv[0]}: {e.strerror}") from None
     finally:
-        os.close(w)
-    output = _read_until_eof(r, pid, what)
-    _, status = os.waitpid(pid, 0)
-    text = output.decode(errors="replace")
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise _error_from_monitor(text, what)
-    info = json.loads(text.strip().splitlines()[-1])
-    return MonitorHandle(directory=directory, monitor_pid=info["monitorPid"], pid=info["pid"])
+        os.close(devnull)
 
 
-def _read_until_eof(fd: int, pid: int, what: str) -> bytes:
+class _Zygote:
+    """``berth-monitor zygote``: one long-lived process that forks what
+    ``berth-monitor <args>`` would do, so a container start costs no exec of the
+    monitor (execve, the dynamic loader and glibc's cpuid probing: about a
+    millisecond here). Requests go over a SOCK_SEQPACKET socket with the report
+    pipe attached; the zygote ends when the socket closes, the monitors it made
+    do not (they are reparented to init, as with a direct spawn). It runs with
+    the environment it was started with, so a changed one gets a new zygote."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._pid = 0
+        self._key: tuple | None = None
+
+    def request(self, args: list[str], report_w: int) -> bool:
+        """Hand one spawn to the zygote; False if none can take it."""
+        packet = b"\0".join(os.fsencode(a) for a in args)
+        fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, report_w.to_bytes(4, sys.byteorder))]
+        key = (monitor_binary(), dict(os.environ))
+        with self._lock:
+            if self._sock is not None and key != self._key:
+                self._stop()
+            for _ in range(2):  # a zygote that died is replaced once
+                if self._sock is None and not self._start(key):
+                    return False
+                try:
+                    self._sock.sendmsg([packet], fds)
+                    return True
+                except OSError:
+                    self._stop()
+            return False
+
+    def _start(self, key: tuple) -> bool:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                self._pid = os.posix_spawnp(key[0], [key[0], "zygote"], key[1], setsid=True,
+                                            file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), 0),
+                                                          (os.POSIX_SPAWN_DUP2, devnull, 1),
+                                                          (os.POSIX_SPAWN_DUP2, devnull, 2)])
+            finally:
+                os.close(devnull)
+        except OSError:
+            ours.close()
+            return False
+        finally:
+            theirs.close()
+        self._sock, self._key = ours, key
+        return True
+
+    def discard(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _stop(self) -> None:
+        """End and reap the zygote. It holds nothing: a request it had not yet
+        forked for reads as an empty report, which _spawn sends again."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._pid:
+            try:
+                os.kill(self._pid, _signal.SIGKILL)
+                os.waitpid(self._pid, 0)
+            except (ChildProcessError, ProcessLookupError):
+                pass
+            self._pid = 0
+
+
+_zygote = _Zygote()
+
+
+def _read_until_eof(fd: int, pid: int | None, what: str) -> bytes:
+    """The report; ``pid`` (a directly spawned launcher) is killed if none comes."""
     chunks = []
     deadline = time.monotonic() + SPAWN_TIMEOUT
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
-                os.kill(pid, _signal.SIGKILL)
-                os.waitpid(pid, 0)
+                if pid is not None:
+                    os.kill(pid, _signal.SIGKILL)
+                    os.waitpid(pid, 0)
                 raise SystemError_(f"berth-monitor did not report on {what} within "
                                    f"{SPAWN_TIMEOUT:.0f} s")
             data = os.read(fd, 65536)
@@ -139,7 +237,7 @@ def spawn_monitor(bundle: str | os.PathLike) -> MonitorHandle:
     bundle = os.path.abspath(os.fspath(bundle))
     if not os.path.exists(os.path.join(bundle, "spec.json")):
         raise NotFound(f"no spec.json in bundle {bundle}")
-    return _spawn([monitor_binary(), bundle], bundle, f"container {os.path.basename(bundle)}")
+    return _spawn([bundle], bundle, f"container {os.path.basename(bundle)}")
 
 
 def exec_create(bundle: str | os.PathLike, exec_dir: str | os.PathLike,
@@ -156,7 +254,7 @@ def exec_create(bundle: str | os.PathLike, exec_dir: str | os.PathLike,
     from .spec import write_json_atomic
     os.makedirs(exec_dir, exist_ok=True)
     write_json_atomic(os.path.join(exec_dir, "spec.json"), {"process": process})
-    return _spawn([monitor_binary(), "exec", bundle, exec_dir], exec_dir, "exec process")
+    return _spawn(["exec", bundle, exec_dir], exec_dir, "exec process")
 
 
 def _files(directory: str) -> tuple[dict | None, dict | None, int | None]:

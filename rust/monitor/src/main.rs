@@ -24,17 +24,22 @@
 //! output is drained; the monitor then removes `monitor.sock` and exits.
 //! A container's log goes to the spec's `logPath` (Docker's json-file format);
 //! an exec's output goes to attached clients only.
+//!
+//! `berth-monitor zygote` is the same thing without an exec per container: it
+//! serves spawn requests from the daemon (see [`zygote`]), forking where the
+//! command line would have been run.
 
 mod logfile;
 mod monitor;
 mod proto;
+mod zygote;
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
 
 use berth_runtime::sys;
 
-const USAGE: &str = "usage: berth-monitor <bundle> | berth-monitor exec <bundle> <exec-dir>";
+const USAGE: &str = "usage: berth-monitor <bundle> | berth-monitor exec <bundle> <exec-dir> | berth-monitor zygote";
 
 pub enum Mode {
     Container { bundle: String },
@@ -47,8 +52,7 @@ fn absolute(p: &str) -> Result<String, String> {
         .map_err(|e| format!("{p}: {e}"))
 }
 
-fn parse_args() -> Result<Mode, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+fn parse_args(args: &[String]) -> Result<Mode, String> {
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["--version"] => {
             println!("berth-monitor {}", env!("CARGO_PKG_VERSION"));
@@ -67,7 +71,17 @@ fn fail_early(message: &str, code: i32) -> ! {
 }
 
 fn main() {
-    let mode = parse_args().unwrap_or_else(|e| fail_early(&e, 125));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args == ["zygote"] {
+        zygote::serve();
+    }
+    launch(&args)
+}
+
+/// Create the process the arguments describe under a forked monitor, report as
+/// described above, and exit.
+fn launch(args: &[String]) -> ! {
+    let mode = parse_args(args).unwrap_or_else(|e| fail_early(&e, 125));
     let (report_r, report_w) = sys::pipe().unwrap_or_else(|e| fail_early(&format!("pipe: {e}"), 125));
     let pid = unsafe { libc::fork() };
     if pid < 0 {

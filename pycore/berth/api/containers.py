@@ -361,8 +361,8 @@ async def wait_container(request: web.Request) -> web.StreamResponse:
     mark_streaming(request)
     code, _error = result if isinstance(result, tuple) else await asyncio.shield(result)
     try:
-        await resp.write(json.dumps({"Error": None, "StatusCode": code}).encode() + b"\n")
-        await resp.write_eof()
+        # With the terminating chunk, in one write: the client's wait ends at once.
+        await resp.write_eof(json.dumps({"Error": None, "StatusCode": code}).encode() + b"\n")
     except (ConnectionError, RuntimeError):
         pass
     return resp

@@ -540,10 +540,14 @@ class ContainerService:
         if c.id not in self._containers:
             return
         was_paused = c.status == PAUSED
+        # A --rm container's endpoints are dropped at once, not saved as released
+        # and then deleted by the removal that follows.
+        network = (self._network_forget(c.id) if c.host_config.get("AutoRemove")
+                   else self._network_release(c.id))
         oom, _ = await asyncio.gather(
             asyncio.to_thread(self._release_cgroups, c.id, was_paused,
                               bool(record and record.get("oomKilled"))),
-            self._network_release(c.id))
+            network)
         if record is None:
             code, error = EXIT_UNKNOWN, "the container's monitor died without recording its exit"
         else:

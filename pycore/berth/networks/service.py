@@ -721,8 +721,11 @@ class NetworkService:
         self._endpoints[c.id] = {ep.network_id: ep for ep in eps}
 
     async def forget(self, cid: str) -> None:
-        """The container is gone: its endpoints go (after :meth:`release`)."""
-        await self.release(cid)
+        """The container is gone: its endpoints go, released first if they were
+        not (a crash before the DELETE leaves records that reconcile frees)."""
+        if cid not in self._endpoints and cid not in self._sandboxes and cid not in self._mappings:
+            return  # nothing in memory, so nothing recorded: already forgotten
+        await self.release(cid, persist=False)
         self._endpoints.pop(cid, None)
         await self._run(self.db.execute, "DELETE FROM endpoints WHERE container_id=?", (cid,))
 
@@ -898,10 +901,11 @@ class NetworkService:
                 self._save_endpoint(base, conn)
 
     # ------------------------------------------------------------------ containers: stop
-    async def release(self, cid: str) -> None:
+    async def release(self, cid: str, *, persist: bool = True) -> None:
         """The container stopped: addresses, ports, rules and its namespace go.
         Safe to call more than once. The namespace's teardown happens in the
-        kernel after the last reference goes, off this path."""
+        kernel after the last reference goes, off this path. ``persist=False``:
+        the endpoints' records are about to be deleted (forget), not updated."""
         eps = [e for e in self.endpoints_of(cid) if e.active]
         sandbox = self._sandboxes.pop(cid, None)
         mappings = self._mappings.pop(cid, None)
@@ -915,10 +919,10 @@ class NetworkService:
             self._apply_firewall_later()
         if sandbox is not None:
             sandbox.close()
-        if eps:
+        if eps and persist:
             await self._run(self._free_addresses, eps)
-            for ep in eps:
-                ep.deactivate()
+        for ep in eps:
+            ep.deactivate()
         for ep in eps:
             net = self._networks.get(ep.network_id)
             if net is not None:

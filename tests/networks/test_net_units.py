@@ -326,3 +326,30 @@ def test_cli_created_at_like_go(monkeypatch):
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_the_none_pool_hands_out_namespaces_with_only_lo_up():
+    # `--network none` takes a namespace made ahead when one is ready (the clone
+    # would otherwise make it, on the start's path); never one made on demand.
+    import os
+    import subprocess
+    import time
+
+    from berth.networks.sandbox import SandboxPool, make_bare_sandbox
+    pool = SandboxPool("bt", 1, make=make_bare_sandbox)
+    try:
+        assert pool.try_take() is None   # nothing ready yet: starts the refill
+        deadline = time.monotonic() + 10
+        while (sandbox := pool.try_take()) is None:
+            assert time.monotonic() < deadline, "the pool never filled"
+            time.sleep(0.1)  # refills wait for a quiet moment after a take
+        try:
+            assert os.stat(sandbox.path).st_ino != os.stat("/proc/self/ns/net").st_ino
+            links = subprocess.run(["nsenter", f"--net={sandbox.path}", "ip", "-o", "link"],
+                                   capture_output=True, text=True, check=True).stdout.splitlines()
+            assert len(links) == 1 and links[0].split(":")[1].strip() == "lo"
+            assert ",UP" in links[0]
+        finally:
+            sandbox.close()
+    finally:
+        pool.close()

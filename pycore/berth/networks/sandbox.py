@@ -84,9 +84,20 @@ def make_sandbox(veth_prefix: str, mtu: int = 1500) -> Sandbox:
     return sandbox
 
 
+def make_bare_sandbox() -> Sandbox:
+    """A namespace with only ``lo`` (up): Docker's ``none`` network."""
+    fd, rtnl = plumbing.new_netns()
+    rtnl.close()
+    return Sandbox(fd)
+
+
 class SandboxPool:
-    def __init__(self, veth_prefix: str, size: int, busy=lambda: False):
+    """Sandboxes made ahead of need by a background thread: with their first veth
+    pair (``make``: bridge networks), or bare (``make_bare_sandbox``: ``none``)."""
+
+    def __init__(self, veth_prefix: str, size: int, busy=lambda: False, make=None):
         self.veth_prefix = veth_prefix
+        self._make = make or (lambda: make_sandbox(veth_prefix))
         self.size = max(0, size)
         # Refills wait while starts are in flight: they would compete with them
         # for the CPU and the kernel's rtnl lock.
@@ -111,6 +122,15 @@ class SandboxPool:
             return sandbox
         return make_sandbox(self.veth_prefix, mtu)
 
+    def try_take(self) -> Sandbox | None:
+        """A ready sandbox, or None (the caller has a cheaper way than making one now)."""
+        with self._cond:
+            self._last_take = time.monotonic()
+            sandbox = self._ready.popleft() if self._ready else None
+            self._start_locked()
+            self._cond.notify()
+        return sandbox
+
     def _start_locked(self) -> None:
         if self._thread is None and self.size and not self._closed:
             self._thread = threading.Thread(target=self._fill, name="berth-netns-pool",
@@ -128,7 +148,7 @@ class SandboxPool:
                 if self._closed:
                     return
             try:
-                sandbox = make_sandbox(self.veth_prefix)
+                sandbox = self._make()
                 self._failures = 0
             except plumbing.PoisonedThread:
                 log.error("the namespace pool's thread is stuck in a namespace; pool disabled")

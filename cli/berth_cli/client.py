@@ -242,6 +242,19 @@ class APIClient:
         return self._post_json("/containers/create", {"name": name or None,
                                                       "platform": platform or None}, config)
 
+    def container_run(self, config: dict, name: str | None = None, platform: str | None = None,
+                      *, stdout: bool = True, stderr: bool = True) -> RawStream:
+        """POST /berth/containers/run (berth-only): create, attach, start and wait in
+        one exchange; the answer is a frame stream (see commands.run). A create
+        error is an APIError, as from container_create."""
+        from .jsonio import dumps
+        params = {"name": name or None, "platform": platform or None,
+                  "stdout": "1" if stdout else "0", "stderr": "1" if stderr else "0"}
+        return self.upgraded(self.send("POST", "/berth/containers/run", params,
+                                       (dumps(config) + "\n").encode("utf-8"),
+                                       {"Content-Type": "application/json"}),
+                             "POST", "/berth/containers/run")
+
     def containers(self, all: bool = False, limit: int = -1, size: bool = False,
                    filters: dict[str, list[str]] | None = None) -> list[dict]:
         params: dict = {"filters": encode_filters(filters)}

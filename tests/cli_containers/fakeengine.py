@@ -83,6 +83,9 @@ class FakeEngine:
         """handler: a Reply/Streamed/Hijack, or a callable(Request) returning one."""
         self.routes[(method, path)] = handler if callable(handler) else (lambda r, h=handler: h)
 
+    def handler(self, method: str, path: str):
+        return self.routes[(method, path)]
+
     def calls(self) -> list[tuple[str, str]]:
         return [(r.method, r.path) for r in self.requests]
 
@@ -182,7 +185,8 @@ class FakeContainer:
     and /wait answers ``exit_code`` once the attached session ended."""
 
     def __init__(self, engine: FakeEngine, cid: str, *, frames=(), exit_code: int = 0, tty: bool = False,
-                 echo_stdin: bool = False, start_error: tuple[int, str] | None = None):
+                 echo_stdin: bool = False, start_error: tuple[int, str] | None = None,
+                 one_request: bool = True):
         self.engine, self.cid, self.frames, self.exit_code = engine, cid, list(frames), exit_code
         self.tty, self.echo_stdin, self.start_error = tty, echo_stdin, start_error
         self.started = threading.Event()
@@ -191,6 +195,8 @@ class FakeContainer:
         self.killed: list[str] = []
         base = f"/containers/{cid}"
         engine.route("POST", "/containers/create", self._create)
+        if one_request:  # berthd's; without it the CLI falls back to docker's sequence
+            engine.route("POST", "/berth/containers/run", self._run)
         engine.route("POST", f"{base}/attach", lambda r: Hijack(self._attach))
         engine.route("POST", f"{base}/wait", lambda r: Streamed(self._wait))
         engine.route("POST", f"{base}/start", self._start)
@@ -207,6 +213,36 @@ class FakeContainer:
     def _create(self, req: Request) -> Reply:
         self.config = req.json()
         return Reply(201, {"Id": self.cid, "Warnings": []})
+
+    def _run(self, req: Request):
+        """/berth/containers/run: create (through whatever answers /containers/create),
+        then the frame stream with berth's control frames (stream 16)."""
+        self.run_query = req
+        created = self.engine.handler("POST", "/containers/create")(req)
+        if created.status >= 400:
+            return created
+        return Hijack(lambda sock, reader: self._run_stream(sock, created.body))
+
+    def _run_stream(self, sock: socket.socket, created) -> None:
+        def control(message: dict) -> None:
+            sock.sendall(frame(16, json.dumps(message).encode()))
+        try:
+            control(created if isinstance(created, dict) else json.loads(created))
+            if self.start_error:
+                status, message = self.start_error
+                control({"StartError": message, "StartStatus": status})
+                return
+            self.started.set()
+            self.while_running()
+            for item in self.frames:
+                sock.sendall(frame(*item))
+            control({"StatusCode": self.exit_code, "Error": None})
+        finally:
+            sock.shutdown(socket.SHUT_RDWR)
+            self.exited.set()
+
+    def while_running(self) -> None:
+        """Tests replace this to act while the one-request run is streaming."""
 
     def _start(self, req: Request) -> Reply:
         if self.start_error:

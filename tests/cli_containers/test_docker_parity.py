@@ -108,6 +108,22 @@ def test_run_streams_and_exit_code_are_docker_s(both, engine, frames, code):
                    before=lambda: FakeContainer(engine, CID, frames=frames, exit_code=code))
     (dproc, dreqs), (bproc, breqs) = results["docker"], results["berth"]
     assert (bproc.returncode, bproc.stdout, bproc.stderr) == (dproc.returncode, dproc.stdout, dproc.stderr)
+    # berth's one request carries docker's create, body and query alike.
+    assert [(r.method, r.path) for r in breqs] == [("POST", "/berth/containers/run")]
+    create = next(r for r in dreqs if r.path == "/containers/create")
+    assert breqs[0].json() == create.json()
+    assert {k: v for k, v in breqs[0].query.items() if k not in ("stdout", "stderr")} == create.query
+
+
+@pytest.mark.parametrize("frames,code", [([(1, b"hello\n"), (2, b"warn\n")], 0), ([(1, b"x")], 3)])
+def test_run_without_berths_endpoint_is_docker_s_sequence(both, engine, frames, code):
+    results = both("run", "busybox", "sh",
+                   before=lambda: FakeContainer(engine, CID, frames=frames, exit_code=code,
+                                                one_request=False))
+    (dproc, dreqs), (bproc, breqs) = results["docker"], results["berth"]
+    assert (bproc.returncode, bproc.stdout, bproc.stderr) == (dproc.returncode, dproc.stdout, dproc.stderr)
+    assert (breqs[0].method, breqs[0].path) == ("POST", "/berth/containers/run")  # 404
+    breqs = breqs[1:]
     # The docker CLI sends attach and wait concurrently: their order varies, the
     # rest (create first, start after both) does not.
     def calls(reqs):

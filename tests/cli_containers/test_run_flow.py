@@ -16,11 +16,25 @@ from berth_cli.transport import ProtocolError
 CID = "c0ffee" + "0" * 58
 
 
-def test_run_attaches_and_waits_before_starting(berth, engine):
+def test_run_without_stdin_or_tty_is_one_request_to_berthd(berth, engine):
     box = FakeContainer(engine, CID, frames=[(1, b"hello\n"), (2, b"oops\n"), (1, b"bye\n")], exit_code=3)
+    r = berth("run", "--rm", "--name", "web", "busybox", "sh", "-c", "x")
+    assert (r.code, r.out, r.err) == (3, "hello\nbye\n", "oops\n")
+    assert engine.calls() == [("POST", "/berth/containers/run")]
+    req = engine.last("POST", "/berth/containers/run")
+    assert (req.param("name"), req.param("stdout"), req.param("stderr")) == ("web", "1", "1")
+    assert box.config["HostConfig"]["AutoRemove"] is True and box.config["Cmd"] == ["sh", "-c", "x"]
+    assert engine.connections == 1
+
+
+def test_run_attaches_and_waits_before_starting(berth, engine):
+    # docker's sequence: with a daemon that has no /berth/containers/run (dockerd)
+    box = FakeContainer(engine, CID, frames=[(1, b"hello\n"), (2, b"oops\n"), (1, b"bye\n")], exit_code=3,
+                        one_request=False)
     r = berth("run", "--rm", "busybox", "sh", "-c", "x")
     assert (r.code, r.out, r.err) == (3, "hello\nbye\n", "oops\n")
     calls = engine.calls()
+    assert calls.pop(0) == ("POST", "/berth/containers/run")  # 404: page not found
     assert calls[0] == ("POST", "/containers/create")
     assert set(calls[1:3]) == {("POST", f"/containers/{CID}/attach"), ("POST", f"/containers/{CID}/wait")}
     assert calls[3] == ("POST", f"/containers/{CID}/start")
@@ -34,7 +48,7 @@ def test_run_attaches_and_waits_before_starting(berth, engine):
 
 
 def test_run_exit_zero_and_next_exit(berth, engine):
-    FakeContainer(engine, CID, frames=[(1, b"hi\n")])
+    FakeContainer(engine, CID, frames=[(1, b"hi\n")], one_request=False)
     r = berth("run", "busybox", "echo", "hi")
     assert (r.code, r.out, r.err) == (0, "hi\n", "")
     assert engine.last("POST", f"/containers/{CID}/wait").param("condition") == "next-exit"
@@ -133,21 +147,31 @@ def test_run_name_in_use_and_invalid_reference(berth, engine):
     assert r.err.startswith("berth: invalid reference format: repository name (library/BusyBox) must be lowercase")
 
 
-def test_run_forwards_signals_to_the_container(berth, engine):
-    box = FakeContainer(engine, CID)
-    original = box._attach
+@pytest.mark.parametrize("one_request", [True, False])
+def test_run_forwards_signals_to_the_container(berth, engine, one_request):
+    box = FakeContainer(engine, CID, one_request=one_request)
 
-    def attach(sock, reader):
-        box.started.wait(10)
+    def signal_the_cli():
+        # The CLI forwards once it knows the ID (its relay is then in place).
+        for _ in range(500):
+            if signal.getsignal(signal.SIGTERM) is not previous:
+                break
+            time.sleep(0.01)
         os.kill(os.getpid(), signal.SIGTERM)  # what a supervisor would send the CLI
         for _ in range(500):
             if box.killed:
                 break
             time.sleep(0.01)
-        original(sock, reader)
 
-    engine.route("POST", f"/containers/{CID}/attach", lambda r: Hijack(attach))
     previous = signal.getsignal(signal.SIGTERM)
+    if one_request:
+        box.while_running = signal_the_cli
+    else:
+        def attach(sock, reader):
+            box.started.wait(10)
+            signal_the_cli()
+            box._attach(sock, reader)
+        engine.route("POST", f"/containers/{CID}/attach", lambda r: Hijack(attach))
     r = berth("run", "busybox", "sleep", "5")
     assert r.code == 0
     assert box.killed == ["TERM"]
@@ -155,7 +179,7 @@ def test_run_forwards_signals_to_the_container(berth, engine):
 
 
 def test_run_without_sig_proxy_leaves_signals_alone(berth, engine):
-    FakeContainer(engine, CID)
+    FakeContainer(engine, CID, one_request=False)
     seen = []
     previous = signal.signal(signal.SIGUSR1, lambda *a: seen.append("cli"))
     try:
@@ -164,7 +188,7 @@ def test_run_without_sig_proxy_leaves_signals_alone(berth, engine):
             os.kill(os.getpid(), signal.SIGUSR1)
             box._attach.__func__(box, sock, reader)
 
-        box = FakeContainer(engine, CID)
+        box = FakeContainer(engine, CID, one_request=False)
         engine.route("POST", f"/containers/{CID}/attach", lambda r: Hijack(attach))
         r = berth("run", "--sig-proxy=false", "busybox")
     finally:

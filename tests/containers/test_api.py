@@ -232,3 +232,78 @@ def test_stats_and_top_api(api, busybox):
     status, body, _ = api.call("GET", f"{V}/containers/st/top?ps_args=-o%20comm")
     assert status == 400 and "PID" in body["message"]
     api.call("POST", f"{V}/containers/st/kill")
+
+
+# --- /berth/containers/run: berth's one-request run -------------------------------------
+
+def _run_request(api, body: dict, query: str = "") -> tuple[int, bytes, socket.socket]:
+    """POST /berth/containers/run; (status, head+anything read, socket)."""
+    data = json.dumps(body).encode()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(api.socket_path)
+    s.sendall(f"POST /berth/containers/run{query} HTTP/1.1\r\nHost: berth\r\n"
+              f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+              "Connection: close\r\n\r\n".encode() + data)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)
+        if not chunk:
+            break
+        head += chunk
+    return int(head.split()[1]), head, s
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    out = []
+    while data:
+        kind, size = data[0], int.from_bytes(data[4:8], "big")
+        out.append((kind, data[8:8 + size]))
+        data = data[8 + size:]
+    return out
+
+
+def test_one_request_run_streams_output_and_the_status_after_removal(api, busybox):
+    status, head, s = _run_request(api, {"Image": "busybox", "Cmd": ["sh", "-c", "echo out; echo err >&2; exit 4"],
+                                         "HostConfig": {"AutoRemove": True}}, "?name=one")
+    with s:
+        assert status == 200 and b"application/vnd.docker.multiplexed-stream" in head
+        frames = _frames(read_all(s))
+        # The status frame comes once the container is gone (docker's wait "removed").
+        assert api.call("GET", f"{V}/containers/json?all=1")[1] == []
+    control = [json.loads(p) for k, p in frames if k == 16]
+    assert len(control) == 2 and len(control[0]["Id"]) == 64 and control[0]["Warnings"] == []
+    assert control[1] == {"StatusCode": 4, "Error": None}
+    # (stdout and stderr are separate pipes: their relative order is not kept)
+    assert sorted((k, p) for k, p in frames if k in (1, 2)) == [(1, b"out\n"), (2, b"err\n")]
+    assert frames[0][0] == 16 and frames[-1][0] == 16
+
+
+def test_one_request_run_errors(api, busybox):
+    # create's errors, as create answers them: nothing is made
+    status, head, s = _run_request(api, {"Image": "nosuch:v2", "Cmd": ["true"]})
+    with s:
+        assert status == 404 and b"No such image: nosuch:v2" in read_all(s) + head
+    for body in ({"Image": "busybox", "Tty": True}, {"Image": "busybox", "OpenStdin": True}):
+        status, head, s = _run_request(api, body)
+        with s:
+            assert status == 400 and b"no tty and no stdin" in read_all(s) + head
+    assert api.call("GET", f"{V}/containers/json?all=1")[1] == []
+    # a start that fails: docker's start error, and with AutoRemove the container goes
+    status, head, s = _run_request(api, {"Image": "busybox", "Cmd": ["nosuchcmd"],
+                                         "HostConfig": {"AutoRemove": True}})
+    with s:
+        assert status == 200
+        control = [json.loads(p) for k, p in _frames(read_all(s)) if k == 16]
+    assert "executable file not found" in control[-1]["StartError"]
+    assert control[-1]["StartStatus"] == 400
+    assert api.call("GET", f"{V}/containers/json?all=1")[1] == []
+
+
+def test_one_request_run_outlives_a_client_that_goes_away(api, busybox):
+    status, head, s = _run_request(api, {"Image": "busybox", "Cmd": ["sleep", "100"]}, "?name=gone")
+    assert status == 200
+    s.close()
+    from ctrkit import wait_for
+    wait_for(lambda: api.call("GET", f"{V}/containers/gone/json")[1]["State"]["Running"])
+    assert api.call("POST", f"{V}/containers/gone/kill")[0] == 204

@@ -203,10 +203,16 @@ def _fileno(stream) -> int | None:
         return None
 
 
+#: berth's control frames (JSON) in a /berth/containers/run stream.
+CONTROL_STREAM = 16
+
+
 def pump(raw, *, stdin=None, out=None, err=None, tty: bool = False,
-         escape: EscapeDetector | None = None, relay: SignalRelay | None = None) -> bool:
+         escape: EscapeDetector | None = None, relay: SignalRelay | None = None,
+         control=None) -> bool:
     """Copy ``stdin`` (a binary file) to the hijacked stream and the stream to ``out``
-    and ``err`` (env Streams) until the daemon ends it. True if the user detached."""
+    and ``err`` (env Streams) until the daemon ends it. True if the user detached.
+    ``control(payload)`` takes berth's control frames."""
     sock = raw.sock
     sock_fd = sock.fileno()
     poller = select.poll()
@@ -233,6 +239,9 @@ def pump(raw, *, stdin=None, out=None, err=None, tty: bool = False,
         for stream, payload in demux.feed(data):
             if stream == 3:
                 raise CLIError(f"error from daemon in stream: {payload.decode('utf-8', 'replace')}")
+            if stream == CONTROL_STREAM and control is not None:
+                control(payload)
+                continue
             target = err if stream == 2 else out
             if target is not None:
                 target.write_bytes(payload)

@@ -10,8 +10,9 @@ the docker CLI. This module is on `run`'s path: keep its imports lean.
 from .. import lean_os
 from ..args import STRING, Command, Flag, at_least, exact
 from ..errors import APIError, CLIError
+from ..jsonio import loads
 from . import containeropts
-from .hijack import SignalRelay, terminal_size, validate_detach_keys
+from .hijack import CONTROL_STREAM, SignalRelay, terminal_size, validate_detach_keys
 
 PULL_OPTIONS = ("always", "missing", "never")
 
@@ -94,17 +95,21 @@ class CidFile:
                 pass
 
 
-def create_container(cli, config: dict, opts) -> str:
+def create_container(cli, config: dict, opts, create=None) -> str:
     """docker's createContainer: the new container's ID (pulls a missing image when
-    --pull allows it; warnings go to stderr)."""
+    --pull allows it; warnings go to stderr). ``create()``, if given, makes it
+    instead of POST /containers/create and returns the same answer."""
     image = config["Image"]
     named = None if _is_image_id(image) else _named_reference(image)
     cidfile = CidFile(config["HostConfig"]["ContainerIDFile"])
+    if create is None:
+        def create():
+            return cli.client.container_create(config, opts.name, opts.platform)
     try:
         if opts.pull == "always":
             pull_image(cli, image, opts.platform, opts.quiet)
         try:
-            created = cli.client.container_create(config, opts.name, opts.platform)
+            created = create()
         except APIError as e:
             if not (e.not_found and "No such image" in e.explanation and named is not None
                     and opts.pull == "missing"):
@@ -115,7 +120,7 @@ def create_container(cli, config: dict, opts) -> str:
                 cli.err.write(f"Unable to find image '{familiar}' locally\n")
                 cli.err.flush()
             pull_image(cli, image, opts.platform, opts.quiet)
-            created = cli.client.container_create(config, opts.name, opts.platform)
+            created = create()
         for warning in created.get("Warnings") or []:
             cli.err.write(f"WARNING: {warning}\n")
         cid = created.get("Id") or ""
@@ -217,7 +222,7 @@ class Session:
             if initial:
                 self.cli.err.write("failed to resize tty, using default size\n")
 
-    def stream(self, raw) -> bool:
+    def stream(self, raw, control=None) -> bool:
         """Pump the stream until it ends; True if the user detached."""
         from .hijack import EscapeDetector, RawTerminal, pump
         cli = self.cli
@@ -231,7 +236,7 @@ class Session:
             cli.out.flush()
             return pump(raw, stdin=stdin, out=cli.out if self.stdout else None,
                         err=(cli.out if self.tty else cli.err) if self.stderr else None,
-                        tty=self.tty, escape=escape, relay=self.relay)
+                        tty=self.tty, escape=escape, relay=self.relay, control=control)
         finally:
             if terminal is not None:
                 terminal.restore()
@@ -262,6 +267,61 @@ def wait_status(cli, pending_answer) -> int:
     return int(result.get("StatusCode") or 0)
 
 
+class _NoRunEndpoint(Exception):
+    """The daemon has no /berth/containers/run (not berthd): docker's sequence then."""
+
+
+def run_in_one_request(cli, config: dict, opts) -> int | None:
+    """`run` attached, without stdin or tty (scripts and CI): berth's one-request
+    form of docker's create, attach, wait and start (POST /berth/containers/run).
+    The answer is a frame stream: a control frame with the Id first, the output,
+    and a control frame with the exit status (or the failed start) last.
+    None if the daemon does not have that endpoint (nothing was created)."""
+    stream = {}
+
+    def create():
+        try:
+            raw = cli.client.container_run(config, opts.name, opts.platform,
+                                           stdout=config["AttachStdout"],
+                                           stderr=config["AttachStderr"])
+        except APIError as e:
+            if e.status == 404 and e.explanation.startswith("page not found"):
+                raise _NoRunEndpoint() from None
+            raise
+        stream["raw"] = raw
+        first = next(raw.frames(), None)
+        if first is None or first[0] != CONTROL_STREAM:
+            raw.close()
+            raise CLIError("the daemon ended the run stream before the container's ID")
+        return loads(first[1])
+
+    try:
+        cid = create_container(cli, config, opts, create)
+    except CLIError as e:
+        raise status_error(e) from None
+    except _NoRunEndpoint:
+        return None
+    raw = stream["raw"]
+    final: dict = {}
+
+    def control(payload: bytes) -> None:
+        final.update(loads(payload))
+
+    session = Session(cli, cid, tty=False, stdin=False, stdout=config["AttachStdout"],
+                      stderr=config["AttachStderr"], detach_keys=b"", sig_proxy=opts.sig_proxy)
+    try:
+        session.stream(raw, control=control)
+    finally:
+        session.close()
+    if "StartError" in final:
+        raise status_error(APIError(int(final.get("StartStatus") or 500), final["StartError"]))
+    if "StatusCode" not in final:
+        raise CLIError("error waiting for container: the daemon ended the run stream early", 125)
+    if final.get("Error"):
+        cli.err.write(f"Error waiting for container: {final['Error']}\n")
+    return int(final["StatusCode"] or 0)
+
+
 def run_run(cli, opts, args) -> None:
     config = _container_config(cli, opts, args, "run")
     keys = validate_detach_keys(opts.detach_keys)
@@ -271,13 +331,19 @@ def run_run(cli, opts, args) -> None:
         config.update(AttachStdin=False, AttachStdout=False, AttachStderr=False, StdinOnce=False)
     elif config["Tty"] and config["AttachStdin"] and not cli.env.stdin.isatty():
         raise CLIError("the input device is not a TTY")
+    attach = config["AttachStdin"] or config["AttachStdout"] or config["AttachStderr"]
+    if attach and not config["AttachStdin"] and not config["Tty"]:
+        status = run_in_one_request(cli, config, opts)
+        if status:
+            raise CLIError("", status)
+        if status is not None:
+            return
     try:
         cid = create_container(cli, config, opts)
     except CLIError as e:
         raise status_error(e) from None
     client = cli.client
     auto_remove = config["HostConfig"]["AutoRemove"]
-    attach = config["AttachStdin"] or config["AttachStdout"] or config["AttachStderr"]
     if not attach:
         cli.out.write(cid + "\n")
         cli.out.flush()

@@ -521,6 +521,84 @@ async def attach_container(request: web.Request) -> web.StreamResponse:
         await hj.close()
 
 
+#: Stream id of berth's control frames in a /berth/containers/run answer (JSON).
+CONTROL_STREAM = 16
+
+
+async def run_container(request: web.Request) -> web.StreamResponse:
+    """berth-only: `run` without stdin or tty in one exchange. The body and query
+    are /containers/create's; a create error is answered as there (nothing made).
+    Then a raw stream of docker's 8-byte-header frames: a control frame (stream
+    16, JSON) with the Id and Warnings, the output (1, 2), and a last control
+    frame with StatusCode and Error, sent once the container exited (and, with
+    AutoRemove, is removed: docker's wait conditions). A failed start is that
+    last frame with ``StartError`` (docker's start answer). The docker CLI's
+    sequence (create, attach, wait, start) costs this client three more requests
+    and a round trip on every run."""
+    svc = _service(request)
+    q = request.query
+    stdout, stderr = query_bool(q, "stdout", True), query_bool(q, "stderr", True)
+    body = await read_json(request, "container config")
+    if isinstance(body, dict) and (body.get("Tty") or body.get("OpenStdin")):
+        raise InvalidArgument("/berth/containers/run takes no tty and no stdin: attach instead")
+    cid, warnings = await svc.create(q.get("name") or None, body)
+    c = svc.get(cid)
+    done = svc.wait_future(cid, "removed" if c.host_config.get("AutoRemove") else "next-exit")
+    pending = svc.pending_attach(c)
+    resp = _RawStreamResponse(status=200)
+    resp.headers["Content-Type"] = MULTIPLEXED_STREAM
+    resp.force_close()
+    await resp.prepare(request)
+    mark_streaming(request)
+
+    async def control(message: dict) -> None:
+        await resp.write(logmod.frame(CONTROL_STREAM, json.dumps(message).encode()))
+
+    final: dict = {}
+    try:
+        await control({"Id": cid, "Warnings": warnings})
+        starting = asyncio.ensure_future(svc.start(cid))
+        await asyncio.wait([pending.armed, starting], return_when=asyncio.FIRST_COMPLETED)
+        attachment = None
+        if pending.armed.done() and not pending.armed.cancelled() and pending.armed.exception() is None:
+            try:
+                attachment = await runtime.attach_async(c.bundle, stdin=False, stdout=stdout,
+                                                        stderr=stderr)
+            except BerthError as exc:
+                log.info("run %s: attach: %s", cid[:12], exc.message)
+            finally:
+                pending.cancel()
+        try:
+            await starting
+        except BerthError as exc:
+            final["StartError"] = exc.message
+            final["StartStatus"] = exc.status
+        if attachment is not None:
+            try:
+                async for kind, data in attachment:
+                    if kind in STREAM_IDS:
+                        await resp.write(logmod.frame(STREAM_IDS[kind], data))
+                    elif kind == "exit":
+                        break
+            finally:
+                await attachment.close()
+        if "StartError" not in final or c.host_config.get("AutoRemove"):
+            # (A failed start with AutoRemove: the answer waits for the removal.)
+            code, error = done if isinstance(done, tuple) else await asyncio.shield(done)
+            final.setdefault("StatusCode", code)
+            final.setdefault("Error", error or None)
+        await control(final)
+        await resp.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass  # the client went away: the container goes on, as after a detach
+    finally:
+        svc.drop_pending_attach(c, pending)
+        pending.cancel()
+        if request.transport is not None:
+            request.transport.close()
+    return resp
+
+
 async def prune_containers(request: web.Request) -> web.Response:
     filters = parse_filters(request.query.get("filters"))
     return json_response(await _service(request).prune(filters))
@@ -528,6 +606,7 @@ async def prune_containers(request: web.Request) -> web.Response:
 
 ROUTES = [
     ("POST", "/containers/create", create_container),
+    ("POST", "/berth/containers/run", run_container),
     ("GET", "/containers/json", list_containers),
     ("POST", "/containers/prune", prune_containers),
     ("GET", "/containers/{id}/json", inspect_container),

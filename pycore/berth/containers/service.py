@@ -395,9 +395,17 @@ class ContainerService:
 
     async def _start_locked(self, c: Container) -> None:
         resources = cfg.resources_of(c.host_config)
+        # The network side (its own workers) and the cgroups are made side by side;
+        # the launch waits for the namespace only when it writes the spec.
+        netns: concurrent.futures.Future = concurrent.futures.Future()
+        prepared = asyncio.ensure_future(self.networks.prepare(c))
+        prepared.add_done_callback(lambda task: _hand_over(task, netns))
         try:
-            netns = await self.networks.prepare(c)
-            await asyncio.to_thread(self._launch, c, resources, netns)
+            outcome = await asyncio.gather(prepared, asyncio.to_thread(self._launch, c, resources, netns),
+                                           return_exceptions=True)
+            for result in outcome:
+                if isinstance(result, BaseException):
+                    raise result
         except BaseException as exc:
             await self._network_release(c.id)
             await asyncio.to_thread(self._remove_cgroup_quietly, c.id)
@@ -431,13 +439,14 @@ class ContainerService:
         self._watch(c)
         self._volumes_hook("container_started", c)
 
-    def _launch(self, c: Container, resources, netns: str) -> None:
-        """Worker: fresh cgroups, the spec, and the monitor that creates the process
-        (stopped before exec). One thread hop: each costs the run path time."""
+    def _launch(self, c: Container, resources, netns: concurrent.futures.Future) -> None:
+        """Worker: fresh cgroups, the spec (once the network namespace is known), and
+        the monitor that creates the process (stopped before exec). One thread hop:
+        each costs the run path time."""
         self._remove_cgroup_quietly(c.id)
         paths = self.cgroups.create(c.id, resources)
         spec = spec_mod.build(c, paths, self._netns_of)
-        spec["namespaces"]["net"] = netns
+        spec["namespaces"]["net"] = netns.result()
         runtime.write_spec(c.bundle, spec)
         runtime.spawn_monitor(c.bundle)
 
@@ -540,13 +549,15 @@ class ContainerService:
         if c.id not in self._containers:
             return
         was_paused = c.status == PAUSED
-        # A --rm container's endpoints are dropped at once, not saved as released
-        # and then deleted by the removal that follows.
-        network = (self._network_forget(c.id) if c.host_config.get("AutoRemove")
-                   else self._network_release(c.id))
+        # A --rm container is removed next: its endpoints are dropped at once (not
+        # saved as released, then deleted), its cgroups go with the rest of it, and
+        # its exited record is not written (a crash before the removal finds the
+        # exit again in the monitor's record).
+        auto_remove = bool(c.host_config.get("AutoRemove"))
+        network = self._network_forget(c.id) if auto_remove else self._network_release(c.id)
         oom, _ = await asyncio.gather(
             asyncio.to_thread(self._release_cgroups, c.id, was_paused,
-                              bool(record and record.get("oomKilled"))),
+                              bool(record and record.get("oomKilled")), not auto_remove),
             network)
         if record is None:
             code, error = EXIT_UNKNOWN, "the container's monitor died without recording its exit"
@@ -558,26 +569,29 @@ class ContainerService:
         c.state.error = error
         c.state.oom_killed = oom
         c.state.finished_ns = _finished_ns(record)
-        self._save_soon(c)
+        if not auto_remove:
+            self._save_soon(c)
         if oom:
             self._event(c, "oom")
         self._event(c, "die", exitCode=str(code))
         self._volumes_hook("container_stopped", c)
         self._resolve(self._next_exit, c.id, c)
-        if c.host_config.get("AutoRemove"):
+        if auto_remove:
             # Not awaited: the caller may hold the container's operation lock.
             self.spawn_task(self._auto_remove(c))
         elif self._should_restart(c):
             self._schedule_restart(c)
 
-    def _release_cgroups(self, cid: str, was_paused: bool, oom: bool) -> bool:
+    def _release_cgroups(self, cid: str, was_paused: bool, oom: bool, remove: bool = True) -> bool:
         """Worker, after an exit: whether the OOM killer struck (the monitor's
-        record or the cgroup says so), then the cgroups go."""
+        record or the cgroup says so), then the cgroups go (unless the removal
+        of the container that follows takes them)."""
         if not oom:
             oom = self.cgroups.oom_killed(cid)
         if was_paused:
             self._thaw_quietly(cid)
-        self._remove_cgroup_quietly(cid)
+        if remove:
+            self._remove_cgroup_quietly(cid)
         return oom
 
     def _thaw_quietly(self, cid: str) -> None:
@@ -1256,6 +1270,16 @@ class ContainerService:
     def inspect(self, name_or_id: str, size: bool = False) -> dict[str, Any]:
         from .listing import inspect
         return inspect(self, self.get(name_or_id), size)
+
+
+def _hand_over(task: asyncio.Task, fut: concurrent.futures.Future) -> None:
+    """A finished task's outcome into a future a worker thread waits on."""
+    if task.cancelled():
+        fut.set_exception(asyncio.CancelledError())
+    elif task.exception() is not None:
+        fut.set_exception(task.exception())
+    else:
+        fut.set_result(task.result())
 
 
 def _log_save_failure(fut: concurrent.futures.Future) -> None:

@@ -266,11 +266,12 @@ def test_monitors_come_from_one_zygote_and_outlive_it(boxes):
     assert zygote and open(f"/proc/{zygote}/cmdline", "rb").read().split(b"\0")[1] == b"zygote"
     second = boxes.create(["sh", "-c", "exit 3"])
     assert monitor._zygote._pid == zygote          # one zygote for every spawn
-    for bundle in (first, second):
-        # The monitor is nobody's child here: its parent (the zygote's fork) exited.
-        assert _ppid(rt.state(bundle)["monitorPid"]) not in (zygote, os.getpid())
+    monitors = [rt.state(bundle)["monitorPid"] for bundle in (first, second)]
+    assert [_ppid(m) for m in monitors] == [zygote, zygote]   # forked by it, no exec
     monitor._zygote._stop()                        # as when the daemon goes away
     assert _gone(zygote)
+    # Reparented away from the zygote (to init or a subreaper), and still there.
+    assert all(_ppid(m) not in (zygote, os.getpid()) for m in monitors)
     rt.start(first)
     rt.start(second)
     assert rt.wait_exit_sync(second, timeout=30)["exitCode"] == 3

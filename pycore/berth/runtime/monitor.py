@@ -103,7 +103,9 @@ def _spawn(args: list[str], directory: str, what: str) -> MonitorHandle:
             raise
         finally:
             os.close(w)
-        output = _read_until_eof(r, pid, what)
+        # A zygote's monitor writes one line (its container's init, stopped before
+        # exec, holds the pipe too); the command line's launcher exits after its.
+        output = _read_until_eof(r, pid, what, line=pid is None)
         if output or pid is not None or attempt:
             break
         # Not a word: the zygote died with our request unread. Once more, anew.
@@ -113,13 +115,18 @@ def _spawn(args: list[str], directory: str, what: str) -> MonitorHandle:
     if pid is not None:
         _, status = os.waitpid(pid, 0)
         failed = os.waitstatus_to_exitcode(status) != 0
+    # The last line is the report; from the zygote it keeps its first word.
+    last = text.strip().splitlines()[-1] if text.strip() else ""
+    word, _, rest = last.partition(" ")
+    if word in ("ok", "error"):
+        last, failed = rest, failed or word == "error"
     try:
-        info = json.loads(text.strip().splitlines()[-1])
+        info = json.loads(last)
         handle = MonitorHandle(directory=directory, monitor_pid=info["monitorPid"], pid=info["pid"])
-    except (ValueError, IndexError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         failed = True
     if failed:
-        raise _error_from_monitor(text or "berth-monitor died before reporting", what)
+        raise _error_from_monitor(last or "berth-monitor died before reporting", what)
     return handle
 
 
@@ -173,7 +180,9 @@ class _Zygote:
         try:
             devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
             try:
-                self._pid = os.posix_spawnp(key[0], [key[0], "zygote"], key[1], setsid=True,
+                # The padding is room for each monitor to show its own arguments.
+                self._pid = os.posix_spawnp(key[0], [key[0], "zygote", " " * 1024], key[1],
+                                            setsid=True,
                                             file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), 0),
                                                           (os.POSIX_SPAWN_DUP2, devnull, 1),
                                                           (os.POSIX_SPAWN_DUP2, devnull, 2)])
@@ -209,8 +218,9 @@ class _Zygote:
 _zygote = _Zygote()
 
 
-def _read_until_eof(fd: int, pid: int | None, what: str) -> bytes:
-    """The report; ``pid`` (a directly spawned launcher) is killed if none comes."""
+def _read_until_eof(fd: int, pid: int | None, what: str, line: bool = False) -> bytes:
+    """The report (``line``: up to its newline); ``pid`` (a directly spawned
+    launcher) is killed if none comes."""
     chunks = []
     deadline = time.monotonic() + SPAWN_TIMEOUT
     try:
@@ -226,6 +236,8 @@ def _read_until_eof(fd: int, pid: int | None, what: str) -> bytes:
             if not data:
                 return b"".join(chunks)
             chunks.append(data)
+            if line and data.endswith(b"\n"):
+                return b"".join(chunks)
     finally:
         os.close(fd)
 

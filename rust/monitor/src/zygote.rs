@@ -3,24 +3,26 @@
 //! Executing berth-monitor for every container costs more than the rest of its
 //! start: execve, the dynamic loader, and glibc's CPU feature probing (cpuid,
 //! which traps to the hypervisor on a VM). The daemon starts one zygote instead
-//! and sends it a request per container; the zygote forks, and the child does
-//! what `berth-monitor <args>` would have done (it forks the monitor, relays its
-//! report and exits), so the monitor ends up where it always did: in its own
-//! session, reparented to init, outliving the zygote and the daemon.
+//! and sends it a request per container; the zygote forks, and the child is the
+//! monitor, in its own session. The zygote reaps its monitors as they exit; if
+//! the zygote goes first (the daemon stopped or died), they are reparented to
+//! init and go on, as with the command line.
 //!
 //! Protocol, on fd 0 (a SOCK_SEQPACKET socket): one packet per request, the
 //! command line's arguments separated by NUL bytes, with one fd attached (the
-//! write end of a pipe). The child's stdout and stderr are that pipe, so the
-//! daemon reads exactly what the command line's stdout and stderr would carry:
-//! the `{"monitorPid":…}` line, or an error line (`{"message":…}`). EOF on the
-//! socket (the daemon closed it, or died) ends the zygote; it never runs
-//! anything of its own, so it holds no state worth keeping.
+//! write end of a pipe). The monitor writes its report there and closes it:
+//! `ok {"monitorPid":…}` or `error {"message":…}` (the lines the command line
+//! relays without their first word). EOF on the socket (the daemon closed it,
+//! or died) ends the zygote; it never runs anything of its own, so it holds no
+//! state worth keeping.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use berth_runtime::sys;
 
 pub fn serve() -> ! {
+    // Monitors are reaped as they exit (recvmsg is interrupted, and resumed).
+    unsafe { libc::signal(libc::SIGCHLD, on_sigchld as extern "C" fn(libc::c_int) as libc::sighandler_t) };
     loop {
         reap_children();
         let (request, report) = match sys::recv_packet(0) {
@@ -37,35 +39,62 @@ pub fn serve() -> ! {
             pid if pid < 0 => {
                 let e = std::io::Error::last_os_error();
                 let line = serde_json::json!({"message": format!("fork: {e}"), "exitCode": 125});
-                let _ = write_all(&report, format!("{line}\n").as_bytes());
+                let _ = write_all(&report, format!("error {line}\n").as_bytes());
             }
             _ => {} // our copy of the pipe closes here; the child answers on it
         }
     }
 }
 
-/// The children that relayed their report and exited (the monitors they forked
-/// are not ours: they are reparented to init when their parent exits).
+/// Monitors that exited. Async-signal-safe: waitpid only.
 fn reap_children() {
     let mut status = 0;
     while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {}
 }
 
+extern "C" fn on_sigchld(_: libc::c_int) {
+    let errno = unsafe { *libc::__errno_location() };
+    reap_children();
+    unsafe { *libc::__errno_location() = errno };
+}
+
 fn child(request: &[u8], report: OwnedFd) -> ! {
-    // stdin from /dev/null, not the daemon's socket; stdout and stderr to the report pipe.
-    let redirected = sys::open("/dev/null", libc::O_RDWR).and_then(|null| {
-        sys::dup2(null.as_raw_fd(), 0)?;
-        sys::dup2(report.as_raw_fd(), 1)?;
-        sys::dup2(report.as_raw_fd(), 2)
-    });
-    if let Err(e) = redirected {
-        let line = serde_json::json!({"message": format!("zygote: redirect stdio: {e}"), "exitCode": 125});
-        let _ = write_all(&report, format!("{line}\n").as_bytes());
-        std::process::exit(1);
-    }
-    drop(report);
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
     let args: Vec<String> = request.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-    crate::launch(&args)
+    set_title(request);
+    let mode = match crate::parse_args(&args) {
+        Ok(mode) => mode,
+        Err(e) => {
+            let line = serde_json::json!({"message": e, "exitCode": 125});
+            let _ = write_all(&report, format!("error {line}\n").as_bytes());
+            std::process::exit(1);
+        }
+    };
+    std::process::exit(crate::monitor::run(mode, report))
+}
+
+/// Show a monitor as `berth-monitor <its arguments>` (ps, and whoever looks for
+/// a bundle's monitor), not as `zygote`: the arguments are written over the
+/// zygote's own, in the room the daemon reserved with a padding argument.
+fn set_title(request: &[u8]) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+    let Some((_, rest)) = stat.rsplit_once(')') else { return };
+    // Fields after the command name start at field 3; arg_start and arg_end are 48 and 49.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let (Some(start), Some(end)) = (
+        fields.get(45).and_then(|f| f.parse::<usize>().ok()),
+        fields.get(46).and_then(|f| f.parse::<usize>().ok()),
+    ) else {
+        return;
+    };
+    unsafe {
+        let area = std::slice::from_raw_parts_mut(start as *mut u8, end.saturating_sub(start));
+        let Some(argv0) = area.iter().position(|b| *b == 0) else { return };
+        let room = &mut area[argv0 + 1..];
+        let n = request.len().min(room.len().saturating_sub(1));
+        room[..n].copy_from_slice(&request[..n]);
+        room[n..].fill(0);
+    }
 }
 
 fn write_all(fd: &OwnedFd, mut data: &[u8]) -> std::io::Result<()> {

@@ -292,8 +292,13 @@ class ContainerService:
                           lowerdirs=lowerdirs, networking_config=networking)
             self._reserve(c)
         try:
-            await self.networks.register(c)
-            await asyncio.to_thread(self._create_files, c, image_cfg.container_config, volumes)
+            # Endpoints (the network's workers) and files (ours) side by side.
+            for outcome in await asyncio.gather(
+                    self.networks.register(c),
+                    asyncio.to_thread(self._create_files, c, image_cfg.container_config, volumes),
+                    return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
         except BaseException:
             await self._network_forget(c.id)
             await asyncio.to_thread(self._discard_half_created, c.id, c.name, volumes)

@@ -34,6 +34,8 @@ from engines import Berth, Docker, Engine, rss_kib  # noqa: E402
 ROOTFS = REPO / "examples" / "busybox" / "rootfs.tar"
 IMAGE = "berth-bench/busybox:latest"
 
+SETTLE = 0.5  # seconds of quiet before each sample
+
 # A workload: name, unit, lower-is-better, and fn(engine) -> one measurement.
 WORKLOADS: list[tuple[str, str, bool, Callable[[Engine], float]]] = []
 
@@ -119,6 +121,10 @@ def measure(engines: list[Engine], repeat: int) -> list[dict]:
         try:
             for _ in range(repeat):
                 for engine in engines:  # interleaved, so drift hits both alike
+                    # Each sample on a settled machine: not while the other engine
+                    # still cleans up after its last one (dockerd's and
+                    # containerd's work goes on after `docker run --rm` returns).
+                    time.sleep(SETTLE)
                     samples[engine.name].append(fn(engine))
         except Exception as exc:  # reported as failed, never dropped
             error = f"{type(exc).__name__}: {exc}"
@@ -319,7 +325,7 @@ def chart(rows: list[dict], path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=11)
     parser.add_argument("--skip", action="append", default=[], choices=[*SUITES, "micro"],
                         help="skip one of the suite scripts (repeatable)")
     parser.add_argument("--out", default=str(HERE / "results"))

@@ -64,15 +64,20 @@ class API:
         finally:
             conn.close()
 
-    def hijack(self, path: str, upgrade: bool = True, timeout: float = 30) -> tuple[socket.socket, bytes]:
-        """POST ``path`` as a hijacked connection; returns the socket and the
+    def hijack(self, path: str, upgrade: bool = True, timeout: float = 30,
+               body: bytes | None = None) -> tuple[socket.socket, bytes]:
+        """POST ``path`` as a hijacked connection (or, with a JSON ``body``, as a
+        stream that ends with the connection); returns the socket and the
         status line + headers."""
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(timeout)
         s.connect(self.socket_path)
         extra = "Connection: Upgrade\r\nUpgrade: tcp\r\n" if upgrade else ""
+        if body is not None:
+            extra += f"Connection: close\r\nContent-Length: {len(body)}\r\n"
+        ctype = "text/plain" if body is None else "application/json"
         s.sendall(f"POST {path} HTTP/1.1\r\nHost: berth\r\n{extra}"
-                  "Content-Type: text/plain\r\n\r\n".encode())
+                  f"Content-Type: {ctype}\r\n\r\n".encode() + (body or b""))
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = s.recv(1)

@@ -237,20 +237,9 @@ def test_stats_and_top_api(api, busybox):
 # --- /berth/containers/run: berth's one-request run -------------------------------------
 
 def _run_request(api, body: dict, query: str = "") -> tuple[int, bytes, socket.socket]:
-    """POST /berth/containers/run; (status, head+anything read, socket)."""
-    data = json.dumps(body).encode()
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(30)
-    s.connect(api.socket_path)
-    s.sendall(f"POST /berth/containers/run{query} HTTP/1.1\r\nHost: berth\r\n"
-              f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-              "Connection: close\r\n\r\n".encode() + data)
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(1)
-        if not chunk:
-            break
-        head += chunk
+    """POST /berth/containers/run; (status, status line + headers, socket)."""
+    s, head = api.hijack(f"/berth/containers/run{query}", upgrade=False,
+                         body=json.dumps(body).encode())
     return int(head.split()[1]), head, s
 
 

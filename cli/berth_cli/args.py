@@ -84,7 +84,9 @@ class Command:
         self.short = short
         self.long = long
         self.aliases = tuple(aliases)
-        self.flags = list(flags)
+        # A callable is called on first use: a module that defines several commands
+        # (run, create, start...) builds only the flags of the one invoked.
+        self._flags = flags if callable(flags) else list(flags)
         self.args = args
         self.run = run
         self.commands = list(commands)
@@ -92,8 +94,27 @@ class Command:
         self.interspersed = interspersed
         self._lookup = lookup            # lazy child lookup (the root command)
         self._listing = listing          # lazy child listing for help
-        self._long = {f.name: f for f in self.flags}
-        self._short = {f.short: f for f in self.flags if f.short}
+        self._by_name: tuple[dict, dict] | None = None
+
+    @property
+    def flags(self) -> list:
+        if callable(self._flags):
+            self._flags = list(self._flags())
+        return self._flags
+
+    @property
+    def _long(self) -> dict:
+        return self._flag_maps()[0]
+
+    @property
+    def _short(self) -> dict:
+        return self._flag_maps()[1]
+
+    def _flag_maps(self) -> tuple[dict, dict]:
+        if self._by_name is None:
+            self._by_name = ({f.name: f for f in self.flags},
+                             {f.short: f for f in self.flags if f.short})
+        return self._by_name
 
     @property
     def is_group(self) -> bool:
@@ -113,7 +134,7 @@ class Command:
     def copy_as(self, name: str, usage: str | None = None, aliases=()) -> "Command":
         """The same command under another name (``images`` for ``image ls``)."""
         return Command(name, self.usage if usage is None else usage, self.short, aliases=aliases,
-                       flags=self.flags, args=self.args, run=self.run, see_also=self.see_also,
+                       flags=self._flags, args=self.args, run=self.run, see_also=self.see_also,
                        long=self.long, interspersed=self.interspersed)
 
 

@@ -184,7 +184,7 @@ def run_create(cli, opts, args) -> None:
 
 
 CREATE = Command("create", "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container",
-                 flags=containeropts.create_flags(), args=at_least(1), run=run_create,
+                 flags=containeropts.create_flags, args=at_least(1), run=run_create,
                  interspersed=False, see_also=("berth container create", "berth create"))
 
 
@@ -387,7 +387,7 @@ def run_run(cli, opts, args) -> None:
 
 
 RUN = Command("run", "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create and run a new container from an image",
-              flags=containeropts.run_flags(), args=at_least(1), run=run_run, interspersed=False,
+              flags=containeropts.run_flags, args=at_least(1), run=run_run, interspersed=False,
               see_also=("berth container run", "berth run"))
 
 

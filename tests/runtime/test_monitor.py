@@ -548,3 +548,21 @@ def test_exec_into_a_missing_working_directory_fails(boxes):
     with pytest.raises(Exception, match=r'chdir to cwd \("/nope"\) set in config.json failed: no such file or directory'):
         rt.exec_create(bundle, bundle / "execs" / "w", {"args": ["pwd"], "cwd": "/nope"})
     assert not (bundle / "execs" / "w" / "monitor.sock").exists()
+
+
+def test_start_on_the_event_loop(boxes):
+    # start_async: the daemon's start without a worker thread; same answers as start.
+    ok = boxes.create(["sh", "-c", "exit 6"])
+    missing = boxes.create(["nosuchcommand"])
+
+    async def both():
+        pid = await rt.start_async(ok)
+        with pytest.raises(rt.StartError) as err:
+            await rt.start_async(missing)
+        return pid, err.value
+
+    pid, err = asyncio.run(both())
+    assert pid > 0 and rt.wait_exit_sync(ok, timeout=30)["exitCode"] == 6
+    assert err.exit_code == 127 and "executable file not found" in err.message
+    with pytest.raises(Conflict):
+        asyncio.run(rt.start_async(ok))  # exited: nothing answers any more

@@ -426,7 +426,7 @@ class ContainerService:
         await self._arm_attaches(c)
         c.state.started_ns = _now_ns()
         try:
-            pid = await asyncio.to_thread(runtime.start, c.bundle)
+            pid = await runtime.start_async(c.bundle)
         except runtime.StartError as exc:
             await self._start_failed(c, exc)
             raise

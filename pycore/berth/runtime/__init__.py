@@ -43,7 +43,8 @@ synchronous ones from its loop or through ``asyncio.to_thread``
 
 from .attach import AsyncAttachment, Attachment, attach, attach_async
 from .monitor import (MonitorDied, MonitorHandle, StartError, exec_create, kill, monitor_binary,
-                      resize, spawn_monitor, start, state, stop, wait_exit, wait_exit_sync)
+                      resize, spawn_monitor, start, start_async, state, stop, wait_exit,
+                      wait_exit_sync)
 from .spec import (ALL_CAPABILITIES, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_PATH,
                    DEFAULT_READONLY_PATHS, capabilities, read_spec, seccomp_profile, signal_number,
                    write_spec)
@@ -53,5 +54,6 @@ __all__ = [
     "DEFAULT_MASKED_PATHS", "DEFAULT_PATH", "DEFAULT_READONLY_PATHS", "MonitorDied",
     "MonitorHandle", "StartError", "attach", "attach_async", "capabilities", "exec_create",
     "kill", "monitor_binary", "read_spec", "resize", "seccomp_profile", "signal_number", "spawn_monitor", "start",
+    "start_async",
     "state", "stop", "wait_exit", "wait_exit_sync", "write_spec",
 ]

@@ -89,6 +89,44 @@ async def read_frame_async(reader: asyncio.StreamReader) -> tuple[int, bytes] | 
     return kind, payload
 
 
+async def request_async(directory: str, kind: bytes, payload: dict | None = None,
+                        timeout: float = 30.0) -> tuple[int, Any]:
+    """:func:`request` on the event loop (the connect and the small send do not
+    block on a listening unix socket; the answer is awaited)."""
+    s = connect(directory)
+    loop = asyncio.get_running_loop()
+
+    async def recv_exact(n: int) -> bytes | None:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = await loop.sock_recv(s, n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    async def exchange() -> tuple[int, bytes] | None:
+        await loop.sock_sendall(s, frame(kind, payload))
+        head = await recv_exact(HEADER.size)
+        if head is None:
+            return None
+        k, length = HEADER.unpack(head)
+        data = await recv_exact(length) if length else b""
+        return None if data is None else (k, data)
+
+    try:
+        s.setblocking(False)
+        answer = await asyncio.wait_for(exchange(), timeout)
+    except (OSError, asyncio.TimeoutError) as e:
+        raise MonitorUnreachable(getattr(e, "errno", 0) or 0, f"monitor of {directory}: {e}") from None
+    finally:
+        s.close()
+    if answer is None:
+        raise MonitorUnreachable(0, f"monitor of {directory} closed the connection")
+    k, data = answer
+    return k, json.loads(data) if data else {}
+
+
 def request(directory: str, kind: bytes, payload: dict | None = None,
             timeout: float | None = 30.0) -> tuple[int, Any]:
     """One request, one answer: (kind, decoded JSON)."""

@@ -336,6 +336,10 @@ def _control(directory: str, kind: bytes, payload: dict | None, what: str) -> di
         k, data = client.request(os.path.abspath(os.fspath(directory)), kind, payload)
     except client.MonitorUnreachable:
         raise Conflict(f"cannot {what}: the process of {directory} is not running") from None
+    return _answer(k, data, kind, what)
+
+
+def _answer(k: int, data: dict, kind: bytes, what: str) -> dict:
     if k == client.ERROR[0]:
         message = data.get("message", f"{what} failed")
         if kind == client.START and "exitCode" in data and data.get("status") is None:
@@ -349,6 +353,16 @@ def start(directory: str | os.PathLike) -> int:
     Docker's message and exit code when the command cannot run (the process has
     then exited with that code)."""
     return _control(os.fspath(directory), client.START, None, "start")["pid"]
+
+
+async def start_async(directory: str | os.PathLike) -> int:
+    """:func:`start` on the event loop, without a worker thread's round trip."""
+    directory = os.fspath(directory)
+    try:
+        k, data = await client.request_async(os.path.abspath(directory), client.START)
+    except client.MonitorUnreachable:
+        raise Conflict(f"cannot start: the process of {directory} is not running") from None
+    return _answer(k, data, client.START, "start")["pid"]
 
 
 def kill(directory: str | os.PathLike, sig: int | str = _signal.SIGKILL) -> None:

@@ -560,7 +560,8 @@ async def run_container(request: web.Request) -> web.StreamResponse:
         starting = asyncio.ensure_future(svc.start(cid))
         await asyncio.wait([pending.armed, starting], return_when=asyncio.FIRST_COMPLETED)
         attachment = None
-        if pending.armed.done() and not pending.armed.cancelled() and pending.armed.exception() is None:
+        armed = pending.armed
+        if armed.done() and not armed.cancelled() and armed.exception() is None:
             try:
                 attachment = await runtime.attach_async(c.bundle, stdin=False, stdout=stdout,
                                                         stderr=stderr)
@@ -584,9 +585,10 @@ async def run_container(request: web.Request) -> web.StreamResponse:
                 await attachment.close()
         if "StartError" not in final or c.host_config.get("AutoRemove"):
             # (A failed start with AutoRemove: the answer waits for the removal.)
-            code, error = done if isinstance(done, tuple) else await asyncio.shield(done)
+            code, _error = done if isinstance(done, tuple) else await asyncio.shield(done)
+            # Error: as /wait answers (a failed wait, not the container's own error)
             final.setdefault("StatusCode", code)
-            final.setdefault("Error", error or None)
+            final.setdefault("Error", None)
         await control(final)
         await resp.write_eof()
     except (ConnectionError, RuntimeError):

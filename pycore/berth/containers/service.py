@@ -406,8 +406,9 @@ class ContainerService:
         prepared = asyncio.ensure_future(self.networks.prepare(c))
         prepared.add_done_callback(lambda task: _hand_over(task, netns))
         try:
-            outcome = await asyncio.gather(prepared, asyncio.to_thread(self._launch, c, resources, netns),
-                                           return_exceptions=True)
+            outcome = await asyncio.gather(
+                prepared, asyncio.to_thread(self._launch, c, resources, netns),
+                return_exceptions=True)
             for result in outcome:
                 if isinstance(result, BaseException):
                     raise result

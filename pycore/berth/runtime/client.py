@@ -121,6 +121,10 @@ async def request_async(directory: str, kind: bytes, payload: dict | None = None
         raise MonitorUnreachable(getattr(e, "errno", 0) or 0, f"monitor of {directory}: {e}") from None
     finally:
         s.close()
+    return _decoded(directory, answer)
+
+
+def _decoded(directory: str, answer: tuple[int, bytes] | None) -> tuple[int, Any]:
     if answer is None:
         raise MonitorUnreachable(0, f"monitor of {directory} closed the connection")
     k, data = answer
@@ -139,7 +143,4 @@ def request(directory: str, kind: bytes, payload: dict | None = None,
         raise MonitorUnreachable(e.errno, f"monitor of {directory}: {e}") from None
     finally:
         s.close()
-    if answer is None:
-        raise MonitorUnreachable(0, f"monitor of {directory} closed the connection")
-    k, data = answer
-    return k, json.loads(data) if data else {}
+    return _decoded(directory, answer)

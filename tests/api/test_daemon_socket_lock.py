@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from proctools import end
 from unixhttp import API
 
 VENV_BIN = Path(sys.executable).parent
@@ -63,14 +64,7 @@ def berthds():
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        end(proc)
 
 
 def wait_serving(proc, sock, timeout=15.0) -> None:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import pytest
 from cli_fakeapi import FakeAPI, Reply
+from proctools import end
 from test_cli_autostart import berthd_pids, stop
 
 from berth_cli import autostart
@@ -158,10 +159,4 @@ def test_a_real_daemon_between_bind_and_listen_is_waited_for(workdir):
             cli.wait()
         for pid in berthd_pids(root_b):
             stop(pid)
-        a.send_signal(signal.SIGCONT)
-        a.terminate()
-        try:
-            a.wait(10)
-        except subprocess.TimeoutExpired:
-            a.kill()
-            a.wait()
+        end(a)

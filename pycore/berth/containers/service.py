@@ -402,9 +402,9 @@ class ContainerService:
         resources = cfg.resources_of(c.host_config)
         # The network side (its own workers) and the cgroups are made side by side;
         # the launch waits for the namespace only when it writes the spec.
-        netns: concurrent.futures.Future = concurrent.futures.Future()
-        prepared = asyncio.ensure_future(self.networks.prepare(c))
-        prepared.add_done_callback(lambda task: _hand_over(task, netns))
+        netns = asyncio.run_coroutine_threadsafe(self.networks.prepare(c),
+                                                 asyncio.get_running_loop())
+        prepared = asyncio.wrap_future(netns)
         try:
             outcome = await asyncio.gather(
                 prepared, asyncio.to_thread(self._launch, c, resources, netns),
@@ -1276,16 +1276,6 @@ class ContainerService:
     def inspect(self, name_or_id: str, size: bool = False) -> dict[str, Any]:
         from .listing import inspect
         return inspect(self, self.get(name_or_id), size)
-
-
-def _hand_over(task: asyncio.Task, fut: concurrent.futures.Future) -> None:
-    """A finished task's outcome into a future a worker thread waits on."""
-    if task.cancelled():
-        fut.set_exception(asyncio.CancelledError())
-    elif task.exception() is not None:
-        fut.set_exception(task.exception())
-    else:
-        fut.set_result(task.result())
 
 
 def _log_save_failure(fut: concurrent.futures.Future) -> None:

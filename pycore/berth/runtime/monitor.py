@@ -105,7 +105,7 @@ def _spawn(args: list[str], directory: str, what: str) -> MonitorHandle:
             os.close(w)
         # A zygote's monitor writes one line (its container's init, stopped before
         # exec, holds the pipe too); the command line's launcher exits after its.
-        output = _read_until_eof(r, pid, what, line=pid is None)
+        output = _read_report(r, pid, what, line=pid is None)
         if output or pid is not None or attempt:
             break
         # Not a word: the zygote died with our request unread. Once more, anew.
@@ -218,7 +218,7 @@ class _Zygote:
 _zygote = _Zygote()
 
 
-def _read_until_eof(fd: int, pid: int | None, what: str, line: bool = False) -> bytes:
+def _read_report(fd: int, pid: int | None, what: str, line: bool = False) -> bytes:
     """The report (``line``: up to its newline); ``pid`` (a directly spawned
     launcher) is killed if none comes."""
     chunks = []
@@ -335,8 +335,12 @@ def _control(directory: str, kind: bytes, payload: dict | None, what: str) -> di
     try:
         k, data = client.request(os.path.abspath(os.fspath(directory)), kind, payload)
     except client.MonitorUnreachable:
-        raise Conflict(f"cannot {what}: the process of {directory} is not running") from None
+        raise _not_running(directory, what) from None
     return _answer(k, data, kind, what)
+
+
+def _not_running(directory: str, what: str) -> Conflict:
+    return Conflict(f"cannot {what}: the process of {directory} is not running")
 
 
 def _answer(k: int, data: dict, kind: bytes, what: str) -> dict:
@@ -361,7 +365,7 @@ async def start_async(directory: str | os.PathLike) -> int:
     try:
         k, data = await client.request_async(os.path.abspath(directory), client.START)
     except client.MonitorUnreachable:
-        raise Conflict(f"cannot start: the process of {directory} is not running") from None
+        raise _not_running(directory, "start") from None
     return _answer(k, data, client.START, "start")["pid"]
 
 

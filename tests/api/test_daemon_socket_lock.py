@@ -4,7 +4,6 @@ taken for a stale socket by a second daemon."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import socket
@@ -13,12 +12,11 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from proctools import end
+from proctools import end, starting_daemon
 from unixhttp import API
 
 VENV_BIN = Path(sys.executable).parent
@@ -95,22 +93,6 @@ def keep_inode(path, workdir) -> Path:
     link = workdir / "old-socket"
     os.link(path, link)
     return link
-
-
-@contextmanager
-def starting_daemon(path):
-    """What a starting berthd holds: the socket's lock, with its pid, and a bound
-    socket that does not listen yet."""
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    sock = socket.socket(socket.AF_UNIX)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        sock.bind(str(path))
-        yield sock
-    finally:
-        sock.close()
-        os.close(fd)
 
 
 def test_the_lock_names_the_daemon_and_goes_with_a_clean_stop(workdir, berthds):

@@ -2,7 +2,6 @@
 starting (its socket bound, connects refused) or serving, so the CLI waits for it
 instead of starting a second daemon that would take the socket over."""
 
-import fcntl
 import os
 import signal
 import socket
@@ -10,38 +9,15 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 from cli_fakeapi import FakeAPI, Reply
-from proctools import end
+from proctools import end, starting_daemon
 from test_cli_autostart import berthd_pids, stop
 
 from berth_cli import autostart
 
 VENV_BIN = os.path.dirname(sys.executable)
-
-
-@contextmanager
-def starting_daemon(path):
-    """What a starting berthd holds: the socket's lock, with its pid, and a bound
-    socket that does not listen yet. Yields release(), to let go early."""
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    sock = socket.socket(socket.AF_UNIX)
-    held = [fd]
-
-    def release():
-        sock.close()
-        if held:
-            os.close(held.pop())
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        sock.bind(str(path))
-        yield release
-    finally:
-        release()
 
 
 @pytest.fixture
